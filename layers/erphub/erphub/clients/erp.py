@@ -1,0 +1,159 @@
+"""The ERP port and its adapter for erphub's ERP contract (``contracts/erp-openapi.yaml``)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import tenacity
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from erphub.clients.http import RETRYABLE_STATUS, build_client
+from erphub.errors import ConfigurationError, TransientError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from erphub.models import Invoice
+
+
+class Accepted(BaseModel):
+    """The ERP holds the invoice (created now, or found under its external reference)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    erp_id: str
+    already_existed: bool = False
+
+
+class Rejected(BaseModel):
+    """The ERP refused the invoice, with its reasons."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reasons: list[str]
+
+
+class ErpGateway(Protocol):
+    """What the flows need from an ERP."""
+
+    def push_invoice(self, invoice: Invoice) -> Accepted | Rejected:
+        """Create the invoice, once: an existing external reference answers Accepted."""
+        ...
+
+    def find_invoice(self, external_reference: str) -> str | None:
+        """The ERP id of the invoice with this external reference, if the ERP holds one."""
+        ...
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _reasons(body: Any, status: int) -> list[str]:
+    if not isinstance(body, dict):
+        return [f"HTTP {status}"]
+    details = body.get("details")
+    if isinstance(details, list) and details:
+        return [
+            f"{d.get('field', '?')}: {d.get('message', '')}".strip()
+            for d in details
+            if isinstance(d, dict)
+        ]
+    message = body.get("message") or body.get("error") or f"HTTP {status}"
+    return [str(message)]
+
+
+class HttpErpGateway:
+    """The ERP contract over HTTP.
+
+    ``POST /invoices`` is safe to send again: the contract answers 409 with the existing id for a
+    known external reference, so a retry after a timeout can never create a second invoice.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: SecretStr,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        backoff: float = 0.5,
+        max_retry_after: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = build_client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token.get_secret_value()}"},
+            timeout=timeout,
+            transport=transport,
+            max_retry_after=max_retry_after,
+            sleep=sleep,
+        )
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            stop=tenacity.stop_after_attempt(max_attempts),
+            wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            for attempt in self._retrying:
+                with attempt:
+                    try:
+                        response = self._client.request(method, path, **kwargs)
+                    except httpx.TransportError as error:
+                        msg = f"ERP {method} {path}: {type(error).__name__}"
+                        raise _Retryable(msg) from error
+                    if response.status_code in RETRYABLE_STATUS:
+                        msg = f"ERP {method} {path}: HTTP {response.status_code}"
+                        raise _Retryable(msg)
+                    if response.status_code in (401, 403):
+                        msg = (
+                            f"ERP {method} {path}: HTTP {response.status_code}, check the ERP token"
+                        )
+                        raise ConfigurationError(msg)
+                    return response
+        except _Retryable as error:
+            raise TransientError(error.message) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def push_invoice(self, invoice: Invoice) -> Accepted | Rejected:
+        """``POST /invoices``: 201 and 409 mean the ERP holds it; 400/422 is a rejection."""
+        response = self._send("POST", "/invoices", json=invoice.dump())
+        body = _json(response)
+        if response.status_code == 201:
+            return Accepted(erp_id=str(body["id"]))
+        if response.status_code == 409 and body.get("error") == "duplicate_external_reference":
+            return Accepted(erp_id=str(body["id"]), already_existed=True)
+        if response.status_code in (400, 409, 422):
+            return Rejected(reasons=_reasons(body, response.status_code))
+        msg = f"ERP POST /invoices: unexpected HTTP {response.status_code}"
+        raise TransientError(msg)
+
+    def find_invoice(self, external_reference: str) -> str | None:
+        """``GET /invoices?externalReference=``: the id of the invoice, or None."""
+        response = self._send("GET", "/invoices", params={"externalReference": external_reference})
+        if response.status_code != 200:
+            msg = f"ERP GET /invoices: unexpected HTTP {response.status_code}"
+            raise TransientError(msg)
+        items = _json(response).get("items") or []
+        return str(items[0]["id"]) if items else None
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

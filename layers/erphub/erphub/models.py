@@ -1,0 +1,221 @@
+"""Canonical models, the shapes read from external systems, and the step inputs and outputs.
+
+Everything that crosses a boundary (an API response, a file, a Step Functions payload) is parsed
+into one of these models on the way in, so a malformed input fails where it enters, with the
+field named.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """A model whose JSON form uses camelCase names, as the ERP contract and our events do."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON-ready camelCase form (decimals as strings, dates as ISO strings)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- canonical business documents -----------------------------------------------------------
+
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
+
+
+class Supplier(CamelModel):
+    """The issuer of a supplier invoice."""
+
+    name: str = Field(min_length=1)
+    vat_id: str = Field(min_length=1)
+    iban: str | None = None
+
+
+class InvoiceLine(CamelModel):
+    """One line of a supplier invoice."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal | None = None
+    amount: Money
+
+
+class Invoice(CamelModel):
+    """A supplier invoice as the ERP contract books it."""
+
+    external_reference: str = Field(min_length=1)
+    supplier: Supplier
+    invoice_number: str = Field(min_length=1)
+    issue_date: date
+    due_date: date | None = None
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    net_amount: Money
+    tax_amount: Money
+    total_amount: Money
+    purchase_order: str | None = None
+    lines: list[InvoiceLine] = Field(default_factory=list)
+
+
+# --- Rossum export JSON ----------------------------------------------------------------------
+
+_ANNOTATION_URL = re.compile(r"/annotations/(\d+)/?$")
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_id: str
+
+
+class Datapoint(_Node):
+    """A leaf of the annotation tree; export values are normalised (ISO dates, '.' decimals)."""
+
+    category: Literal["datapoint"]
+    value: str | None = None
+    type: str | None = None
+
+
+class TupleNode(_Node):
+    """One row of a multivalue table (a line item)."""
+
+    category: Literal["tuple"]
+    children: list[Datapoint] = Field(default_factory=list)
+
+
+class Multivalue(_Node):
+    """A repeated field: a table of tuples or a list of datapoints."""
+
+    category: Literal["multivalue"]
+    children: list[Annotated[TupleNode | Datapoint, Field(discriminator="category")]] = Field(
+        default_factory=list
+    )
+
+
+class Section(_Node):
+    """A top-level group of fields."""
+
+    category: Literal["section"]
+    children: list[Annotated[Datapoint | Multivalue, Field(discriminator="category")]] = Field(
+        default_factory=list
+    )
+
+
+class ExportedAnnotation(BaseModel):
+    """One result of ``GET /v1/queues/{id}/export?format=json``; its id lives only in ``url``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    url: str
+    status: str
+    content: list[Section] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _annotation_url(cls, value: str) -> str:
+        if not _ANNOTATION_URL.search(value):
+            msg = f"not an annotation URL: {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def id(self) -> int:
+        """The annotation id, parsed from ``url``."""
+        match = _ANNOTATION_URL.search(self.url)
+        assert match is not None  # checked by the validator
+        return int(match.group(1))
+
+
+def annotation_id_from_url(url: str) -> int | None:
+    """The annotation id in a Rossum annotation URL, or None if it is not one."""
+    match = _ANNOTATION_URL.search(url)
+    return int(match.group(1)) if match else None
+
+
+# --- Step Functions payloads of the Rossum export --------------------------------------------
+
+
+class ChunkRef(CamelModel):
+    """An S3 object holding up to 100 claimed annotations."""
+
+    key: str
+    count: int = Field(ge=0)
+
+
+class PollRequest(CamelModel):
+    """Input of the poll step."""
+
+    queue_id: int
+    run_id: str = Field(min_length=1, max_length=80)
+
+
+class PollResult(CamelModel):
+    """Output of the poll step: keys and counts only (Step Functions payloads are capped)."""
+
+    queue_id: int
+    run_id: str
+    claimed: int
+    leased_elsewhere: int
+    unreadable: int
+    chunks: list[ChunkRef]
+
+
+class PushRequest(CamelModel):
+    """Input of the push step: one chunk."""
+
+    queue_id: int
+    run_id: str
+    chunk_key: str
+
+
+class PushResult(CamelModel):
+    """Output of the push step for one chunk."""
+
+    chunk_key: str
+    result_key: str
+    accepted: int
+    rejected: int
+    deferred: int
+    skipped: int
+
+
+class FinalizeRequest(CamelModel):
+    """Input of the finalize step: the results of every chunk of the run."""
+
+    queue_id: int
+    run_id: str
+    chunks: list[PushResult]
+
+
+class FinalizeResult(CamelModel):
+    """Output of the finalize step and of the whole execution."""
+
+    queue_id: int
+    run_id: str
+    exported: int
+    failed_export: int
+    kept_confirmed: int
+    deferred: int
+    no_longer_confirmed: int
+    export_calls: int
+
+
+Outcome = Literal["accepted", "rejected", "deferred", "skipped"]
+
+
+class DocumentOutcome(CamelModel):
+    """What the push step did with one annotation (kept in S3 for the finalize step)."""
+
+    annotation_id: int
+    outcome: Outcome
+    erp_id: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    attempts: int = 0
