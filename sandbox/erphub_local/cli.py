@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, Literal
 
 import click
 from rich.console import Console
 
 from erphub_local import config
 from erphub_local.runner import FLOWS, run_flow
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from erphub_local.aws.stack import LocalStack
 
 console = Console(stderr=True)
 
@@ -32,20 +39,24 @@ def local() -> None:
     """Run the hub on the local AWS emulation."""
 
 
-def _start_stack(mode: str, port: int = 0, log_name: str = "lambda.log"):  # type: ignore[no-untyped-def]
+def _local_stack(
+    mode: Literal["inprocess", "server"], required: Iterable[str], port: int = 0
+) -> LocalStack:
+    """A local stack configured from the environment; refuses to start without ``required``."""
     from erphub_local.aws.stack import LocalStack  # noqa: PLC0415 - moto is slow to import
 
     settings = config.load()
-    missing = settings.missing()
+    missing = settings.missing(required)
     if missing:
         raise click.UsageError(
             "set these variables (or put them in .env): "
             + ", ".join(missing)
             + ". `erphub demo` needs none: it starts its own simulators."
         )
+    log_name = "local-up-lambda.log" if mode == "server" else "lambda.log"
     return LocalStack(
         config.TEMPLATE,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         port=port,
         parameters=settings.parameters,
         secret_values=settings.secret_values,
@@ -54,13 +65,23 @@ def _start_stack(mode: str, port: int = 0, log_name: str = "lambda.log"):  # typ
     )
 
 
+def _unset(required: Iterable[str]) -> list[str]:
+    return config.load().missing(required)
+
+
 @local.command("up")
 @click.option(
     "--port", type=int, default=4566, show_default=True, help="Port on 127.0.0.1 (0: any free one)."
 )
 def local_up(port: int) -> None:
     """Start a long-running local stack and keep its state until Ctrl-C."""
-    stack = _start_stack("server", port, "local-up-lambda.log")
+    every = sorted({v for spec in FLOWS.values() for v in spec.requires})
+    unset = _unset(every)
+    if unset:
+        console.print(f"[yellow]not set (the flows needing them will fail): {', '.join(unset)}")
+    # moto's server logs every request; the handlers' own logs go to the log file.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    stack = _local_stack("server", (), port)
     stack.start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -98,7 +119,10 @@ def local_run(flow: str, endpoint: str | None, timeout: float) -> None:
     """
     from erphub_local.aws.stack import LocalStack  # noqa: PLC0415
 
-    stack = LocalStack.attach(endpoint) if endpoint else _start_stack("inprocess")
+    if endpoint:
+        stack = LocalStack.attach(endpoint, state_dir=config.STATE_DIR)
+    else:
+        stack = _local_stack("inprocess", FLOWS[flow].requires)
     if not endpoint:
         stack.start()
     try:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -31,6 +35,13 @@ PARAMETERS = {
     "PROCUROS_ERROR_REPORT_AFTER": "ProcurosErrorReportAfter",
     "PROCUROS_DOCUMENT_TYPES": "ProcurosDocumentTypes",
     "PROCUROS_SEND_SCHEDULE": "ProcurosSendSchedule",
+    "EBILL_BASE_URL": "EbillBaseUrl",
+    "EBILL_AUTH_SCHEME": "EbillAuthScheme",
+    "EBILL_AUTH_HEADER": "EbillAuthHeader",
+    "EBILL_DROP_PREFIX": "EbillDropPrefix",
+    "EBILL_POLL_INITIAL_SECONDS": "EbillPollInitialSeconds",
+    "EBILL_POLL_MAX_SECONDS": "EbillPollMaxSeconds",
+    "EBILL_POLL_DEADLINE_SECONDS": "EbillPollDeadlineSeconds",
 }
 #: secret logical id -> {secret field: environment variable}
 SECRETS = {
@@ -38,6 +49,7 @@ SECRETS = {
     "ErpSecret": {"apiToken": "ERP_API_TOKEN"},
     "BeqomSecret": {"clientId": "BEQOM_CLIENT_ID", "clientSecret": "BEQOM_CLIENT_SECRET"},
     "ProcurosSecret": {"apiToken": "PROCUROS_API_TOKEN"},
+    "EbillSecret": {"username": "EBILL_USERNAME", "password": "EBILL_PASSWORD"},
 }
 #: passed to every function as is (HTTP tuning)
 PASSTHROUGH = (
@@ -57,13 +69,24 @@ class LocalConfig:
     secret_values: dict[str, dict[str, str]] = field(default_factory=dict)
     env_overrides: dict[str, str] = field(default_factory=dict)
 
-    def missing(self) -> list[str]:
-        """The variables a flow needs that are not set."""
-        needed = [v for v in PARAMETERS if v.endswith("_BASE_URL")]
-        lacking = [v for v in needed if PARAMETERS[v] not in self.parameters]
-        for secret, fields in SECRETS.items():
-            values = self.secret_values.get(secret, {})
-            lacking += [variable for key, variable in fields.items() if key not in values]
+    def missing(self, variables: Iterable[str]) -> list[str]:
+        """Those of ``variables`` that are not set."""
+        secret_fields = {
+            variable: (secret, key)
+            for secret, fields in SECRETS.items()
+            for key, variable in fields.items()
+        }
+        lacking = []
+        for variable in variables:
+            if variable in PARAMETERS:
+                present = PARAMETERS[variable] in self.parameters
+            elif variable in secret_fields:
+                secret, key = secret_fields[variable]
+                present = key in self.secret_values.get(secret, {})
+            else:
+                present = variable in self.env_overrides
+            if not present:
+                lacking.append(variable)
         return lacking
 
 

@@ -29,11 +29,11 @@ NEEDS_ATTENTION = frozenset(
 
 
 def _local_table_name() -> str | None:
+    """The ledger table of the stack `erphub local up` is running, if any."""
     described = config.STATE_DIR / "stack.json"
     if not described.is_file():
         return None
-    physical = json.loads(described.read_text()).get("physical_ids", {})
-    name = physical.get("LedgerTable")
+    name = json.loads(described.read_text())["stack"]["physical_ids"].get("LedgerTable")
     return str(name) if name else None
 
 

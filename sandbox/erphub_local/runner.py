@@ -19,6 +19,8 @@ class FlowSpec:
     schedule: str
     state_machine: str
     description: str
+    #: the variables (DESIGN §3) the flow cannot run without
+    requires: tuple[str, ...] = ()
 
 
 FLOWS: dict[str, FlowSpec] = {
@@ -26,6 +28,14 @@ FLOWS: dict[str, FlowSpec] = {
         schedule="RossumScheduleFunctionEvery",
         state_machine="RossumExportStateMachine",
         description="Rossum confirmed annotations -> ERP -> exported / failed_export",
+        requires=(
+            "ROSSUM_BASE_URL",
+            "ROSSUM_USERNAME",
+            "ROSSUM_PASSWORD",
+            "ROSSUM_QUEUE_IDS",
+            "ERP_BASE_URL",
+            "ERP_API_TOKEN",
+        ),
     ),
     "procuros-send": FlowSpec(
         schedule="ProcurosScheduleFunctionEvery",
