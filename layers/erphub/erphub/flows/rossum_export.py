@@ -83,6 +83,11 @@ def start_scheduled_exports(
             "export started" if started[name] else "export already started",
             extra={"execution": name},
         )
+    metrics.add_metric(
+        name="RossumExportsStarted",
+        unit=MetricUnit.Count,
+        value=sum(1 for arn in started.values() if arn),
+    )
     return started
 
 
