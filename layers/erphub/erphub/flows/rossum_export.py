@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from erphub.clients.erp import Accepted, ErpGateway
+from erphub.clients.erp import Accepted, ErpGateway, Rejected
 from erphub.clients.rossum import MAX_IDS_PER_EXPORT, RossumError, RossumPort
 from erphub.errors import LeaseLostError, TransientError
 from erphub.faults import checkpoint
@@ -28,6 +29,7 @@ from erphub.models import (
     ExportedAnnotation,
     FinalizeRequest,
     FinalizeResult,
+    Invoice,
     PollRequest,
     PollResult,
     PushRequest,
@@ -46,8 +48,8 @@ if TYPE_CHECKING:
 
 FLOW = "rossum-export"
 CHUNK_SIZE = 100
-# After this many documents in a row fail for transient reasons the ERP is taken to be down:
-# the chunk fails as a whole and Step Functions retries it later, instead of trying every one.
+# When every push of a chunk fails for a transient reason (and there were at least this many),
+# the ERP is taken to be down: the step fails and Step Functions retries the chunk later.
 ERP_DOWN_AFTER = 3
 
 T = TypeVar("T")
@@ -173,26 +175,37 @@ class PushDeps:
     erp: ErpGateway
     ledger: Ledger
     payloads: PayloadStore
+    #: ERP requests in flight at once; the rest of the step is sequential
+    concurrency: int = 8
 
 
-def _push_one(
+@dataclass(frozen=True)
+class _Pending:
+    """A document recorded PUSHING, about to be sent to the ERP."""
+
+    annotation_id: int
+    invoice: Invoice
+    attempts: int
+
+
+def _prepare(
     raw: dict[str, Any], entry: Entry | None, request: PushRequest, deps: PushDeps
-) -> DocumentOutcome:
+) -> DocumentOutcome | _Pending:
+    """Decide what to do with one document; record PUSHING before it may be sent."""
     annotation_id = annotation_id_from_url(str(raw.get("url", "")))
     assert annotation_id is not None  # the poll step kept only results with an id
-    doc = str(annotation_id)
-    ledger, run = deps.ledger, request.run_id
+    doc, ledger, run = str(annotation_id), deps.ledger, request.run_id
     if entry is None or entry.lease_owner != run:
         return DocumentOutcome(annotation_id=annotation_id, outcome="skipped")
-    reference = correlation_id(annotation_id)
 
     # The ERP already holds it: an earlier run got this far and then stopped.
     if entry.status in (Status.PUSHED, Status.EXPORTED, Status.NOT_CONFIRMED) and entry.external_id:
         return DocumentOutcome(
             annotation_id=annotation_id, outcome="accepted", erp_id=entry.external_id
         )
+    # An earlier push may have reached the ERP: ask before sending it again.
     if entry.status in (Status.PUSHING, Status.DEFERRED) and entry.attempts > 0:
-        erp_id = deps.erp.find_invoice(reference)
+        erp_id = deps.erp.find_invoice(correlation_id(annotation_id))
         if erp_id is not None:
             ledger.record(
                 FLOW,
@@ -239,22 +252,36 @@ def _push_one(
         count_attempt=True,
         detail=f"POST /invoices {invoice.invoice_number}",
     )
-    checkpoint("push.before_erp")
-    result = deps.erp.push_invoice(invoice)
+    return _Pending(annotation_id=annotation_id, invoice=invoice, attempts=entry.attempts)
+
+
+def _send(pending: _Pending, erp: ErpGateway) -> Accepted | Rejected | TransientError:
+    """One ERP create; runs in a worker thread, so it only talks to the ERP."""
+    try:
+        return erp.push_invoice(pending.invoice)
+    except TransientError as error:
+        return error
+
+
+def _conclude(
+    pending: _Pending, result: Accepted | Rejected, request: PushRequest, deps: PushDeps
+) -> DocumentOutcome:
+    """Record what the ERP answered."""
+    doc, run = str(pending.annotation_id), request.run_id
     if isinstance(result, Accepted):
         checkpoint("push.after_erp_accept")
         detail = f"ERP {'already held' if result.already_existed else 'created'} {result.erp_id}"
-        ledger.record(
+        deps.ledger.record(
             FLOW, doc, owner=run, status=Status.PUSHED, external_id=result.erp_id, detail=detail
         )
         return DocumentOutcome(
-            annotation_id=annotation_id,
+            annotation_id=pending.annotation_id,
             outcome="accepted",
             erp_id=result.erp_id,
-            attempts=entry.attempts,
+            attempts=pending.attempts,
         )
     reasons = [f"ERP rejected the invoice: {r}" for r in result.reasons]
-    ledger.record(
+    deps.ledger.record(
         FLOW,
         doc,
         owner=run,
@@ -264,41 +291,77 @@ def _push_one(
         detail="ERP rejected",
     )
     return DocumentOutcome(
-        annotation_id=annotation_id, outcome="rejected", reasons=reasons, attempts=entry.attempts
+        annotation_id=pending.annotation_id,
+        outcome="rejected",
+        reasons=reasons,
+        attempts=pending.attempts,
     )
 
 
+def _deferred(annotation_id: int, error: Exception, deps: PushDeps, run: str) -> DocumentOutcome:
+    logger.warning("push deferred", extra={"error": str(error)})
+    _defer(deps.ledger, str(annotation_id), run, str(error))
+    return DocumentOutcome(annotation_id=annotation_id, outcome="deferred", reasons=[str(error)])
+
+
 def push_to_erp(request: PushRequest, deps: PushDeps) -> PushResult:
-    """Push one chunk; write each document's outcome to S3 for the finalize step."""
+    """Push one chunk; write each document's outcome to S3 for the finalize step.
+
+    Three phases: decide and record PUSHING (sequential), send to the ERP (``concurrency`` at a
+    time), record the answers (sequential). A crash anywhere leaves every sent document in
+    PUSHING, which the next run reconciles with the ERP before sending anything again.
+    """
     raws: list[dict[str, Any]] = deps.payloads.get_json(request.chunk_key)
-    ids = [str(annotation_id_from_url(str(raw.get("url", "")))) for raw in raws]
-    entries = deps.ledger.get_many(FLOW, ids)
-    outcomes: list[DocumentOutcome] = []
-    transient_in_a_row = 0
-    for raw, doc in zip(raws, ids, strict=True):
-        with logger.append_context_keys(correlation_id=correlation_id(doc)):
+    ids = [int(str(annotation_id_from_url(str(raw.get("url", ""))))) for raw in raws]
+    entries = deps.ledger.get_many(FLOW, [str(i) for i in ids])
+    outcomes: dict[int, DocumentOutcome] = {}
+    pending: list[_Pending] = []
+    for raw, annotation_id in zip(raws, ids, strict=True):
+        with logger.append_context_keys(correlation_id=correlation_id(annotation_id)):
             try:
-                outcome = _push_one(raw, entries.get(doc), request, deps)
-                transient_in_a_row = 0
+                decided = _prepare(raw, entries.get(str(annotation_id)), request, deps)
             except LeaseLostError as error:
                 logger.warning(
                     "lease lost, leaving the document to the other run", extra={"error": str(error)}
                 )
-                outcome = DocumentOutcome(annotation_id=int(doc), outcome="skipped")
+                decided = DocumentOutcome(annotation_id=annotation_id, outcome="skipped")
             except TransientError as error:
-                transient_in_a_row += 1
-                logger.warning("push deferred", extra={"error": str(error)})
-                _defer(deps.ledger, doc, request.run_id, str(error))
-                if transient_in_a_row >= ERP_DOWN_AFTER:
-                    raise
-                outcome = DocumentOutcome(
-                    annotation_id=int(doc), outcome="deferred", reasons=[str(error)]
+                decided = _deferred(annotation_id, error, deps, request.run_id)
+        if isinstance(decided, _Pending):
+            pending.append(decided)
+        else:
+            outcomes[annotation_id] = decided
+
+    checkpoint("push.before_erp")
+    with ThreadPoolExecutor(max_workers=max(1, deps.concurrency)) as pool:
+        answers = list(pool.map(lambda p: _send(p, deps.erp), pending))
+
+    failures = 0
+    for item, answer in zip(pending, answers, strict=True):
+        with logger.append_context_keys(correlation_id=correlation_id(item.annotation_id)):
+            try:
+                if isinstance(answer, TransientError):
+                    failures += 1
+                    outcomes[item.annotation_id] = _deferred(
+                        item.annotation_id, answer, deps, request.run_id
+                    )
+                else:
+                    outcomes[item.annotation_id] = _conclude(item, answer, request, deps)
+            except LeaseLostError as error:
+                logger.warning("lease lost after the push", extra={"error": str(error)})
+                outcomes[item.annotation_id] = DocumentOutcome(
+                    annotation_id=item.annotation_id, outcome="skipped"
                 )
-        outcomes.append(outcome)
+    if failures >= ERP_DOWN_AFTER and failures == len(pending):
+        # Nothing got through: the ERP is down. Step Functions retries the chunk later.
+        msg = f"ERP unavailable: {failures} of {len(pending)} pushes failed ({answers[0]})"
+        raise TransientError(msg)
+
+    ordered = [outcomes[i] for i in ids]
     result_key = request.chunk_key.replace("/chunk-", "/result-")
-    deps.payloads.put_json(result_key, [o.dump() for o in outcomes])
+    deps.payloads.put_json(result_key, [o.dump() for o in ordered])
     counts = {
-        kind: sum(1 for o in outcomes if o.outcome == kind)
+        kind: sum(1 for o in ordered if o.outcome == kind)
         for kind in ("accepted", "rejected", "deferred", "skipped")
     }
     metrics.add_metric(name="RossumAcceptedByErp", unit=MetricUnit.Count, value=counts["accepted"])
