@@ -1,0 +1,81 @@
+"""Procuros send settings and credentials: checked at cold start, errors name the variable."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from erphub.errors import ConfigurationError
+from erphub.secrets import procuros_credentials
+from erphub.settings import ProcurosScheduleSettings, ProcurosSendSettings
+
+BASE = {
+    "LEDGER_TABLE": "ledger",
+    "PAYLOAD_BUCKET": "payloads",
+    "ERP_BASE_URL": "https://erp.example.com/api",
+    "PROCUROS_BASE_URL": "https://api.procuros.io/v2",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in BASE.items():
+        monkeypatch.setenv(name, value)
+    for name in ("PROCUROS_ERROR_REPORT_AFTER", "PROCUROS_DOCUMENT_TYPES"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults_send_the_four_types_and_report_after_three_failures(
+    env: pytest.MonkeyPatch,
+) -> None:
+    settings = ProcurosSendSettings()
+    assert settings.procuros_error_report_after == 3
+    assert settings.document_types == {
+        "INVOICE",
+        "ORDER_RESPONSE",
+        "SHIPPING_NOTICE",
+        "CREDIT_NOTE",
+    }
+
+
+def test_the_document_types_are_configurable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("PROCUROS_DOCUMENT_TYPES", " INVOICE , CREDIT_NOTE,INVOICE")
+    env.setenv("PROCUROS_ERROR_REPORT_AFTER", "5")
+    settings = ProcurosSendSettings()
+    assert settings.document_types == {"INVOICE", "CREDIT_NOTE"}
+    assert settings.procuros_error_report_after == 5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PROCUROS_BASE_URL", "https://api.procuros.io", "PROCUROS_BASE_URL must end in /v2"),
+        ("PROCUROS_DOCUMENT_TYPES", "INVOICE,PAYMENT", "unknown: PAYMENT"),
+        ("PROCUROS_DOCUMENT_TYPES", " , ", "unknown: none given"),
+        ("PROCUROS_ERROR_REPORT_AFTER", "0", "procuros_error_report_after"),
+    ],
+)
+def test_a_wrong_setting_fails_the_cold_start_naming_it(
+    env: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    env.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        ProcurosSendSettings()
+
+
+def test_the_scheduler_needs_its_state_machine(env: pytest.MonkeyPatch) -> None:
+    env.delenv("PROCUROS_SEND_STATE_MACHINE_ARN", raising=False)
+    with pytest.raises(ValidationError, match="procuros_send_state_machine_arn"):
+        ProcurosScheduleSettings()
+
+
+def test_the_token_comes_from_the_variable_without_a_secret_and_stays_secret() -> None:
+    credentials = procuros_credentials(None, SecretStr("t0ken"))
+    assert credentials.api_token.get_secret_value() == "t0ken"
+    assert "t0ken" not in repr(credentials)
+
+
+def test_no_token_at_all_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="set PROCUROS_SECRET_ARN, or PROCUROS_API_TOKEN"):
+        procuros_credentials(None, None)
