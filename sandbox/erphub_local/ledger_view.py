@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 NEEDS_ATTENTION = frozenset(
     {
         Status.FAILED_EXPORT,
+        Status.FAILED,
+        Status.PARTIAL,
         Status.REJECTED,
         Status.DEFERRED,
         Status.PUSHING,
         Status.KEPT_CONFIRMED,
         Status.NOT_CONFIRMED,
+        Status.AWAITING_CORRECTION,
     }
 )
 

@@ -41,6 +41,7 @@ FLOWS: dict[str, FlowSpec] = {
         schedule="ProcurosScheduleFunctionEvery",
         state_machine="ProcurosSendStateMachine",
         description="ERP outgoing documents (empty Procuros status) -> Procuros -> ERP status",
+        requires=("ERP_BASE_URL", "ERP_API_TOKEN", "PROCUROS_BASE_URL", "PROCUROS_API_TOKEN"),
     ),
 }
 

@@ -43,12 +43,29 @@ FUNCTION_ACCESS = {
     "ProcurosScheduleFunction": Access(starts=frozenset({"ProcurosSendStateMachine"})),
     "ProcurosListFunction": Access(secrets=frozenset({"ErpSecret"})),
     "ProcurosSendFunction": Access(secrets=frozenset({"ErpSecret", "ProcurosSecret"})),
+    "EbillTriggerFunction": Access(starts=frozenset({"EbillUploadStateMachine"})),
+    "EbillPlanFunction": Access(),
+    "EbillUploadFunction": Access(secrets=frozenset({"EbillSecret"})),
+    "EbillFinalizeFunction": Access(secrets=frozenset({"EbillSecret"})),
+    "EbillPollFunction": Access(secrets=frozenset({"EbillSecret"})),
+    "EbillResultsFunction": Access(secrets=frozenset({"EbillSecret"})),
+    "EbillFailureFunction": Access(),
 }
 STATE_MACHINE_INVOKES = {
     "RossumExportStateMachine": frozenset(
         {"RossumPollFunction", "RossumPushFunction", "RossumFinalizeFunction"}
     ),
     "ProcurosSendStateMachine": frozenset({"ProcurosListFunction", "ProcurosSendFunction"}),
+    "EbillUploadStateMachine": frozenset(
+        {
+            "EbillPlanFunction",
+            "EbillUploadFunction",
+            "EbillFinalizeFunction",
+            "EbillPollFunction",
+            "EbillResultsFunction",
+            "EbillFailureFunction",
+        }
+    ),
 }
 #: Functions and state machines that must be started by a schedule.
 SCHEDULED = frozenset({"RossumScheduleFunction", "ProcurosScheduleFunction"})

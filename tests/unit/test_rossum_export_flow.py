@@ -40,7 +40,7 @@ class World:
         pushes = [
             flow.push_to_erp(
                 PushRequest(queue_id=QUEUE, run_id=run_id, chunk_key=chunk.key),
-                flow.PushDeps(self.erp, self.ledger, self.payloads),
+                flow.PushDeps(self.erp, self.payloads),
             )
             for chunk in poll.chunks
         ]
@@ -101,7 +101,7 @@ def test_an_annotation_confirmed_after_the_poll_is_not_exported_in_that_run(worl
     world.rossum.add(QUEUE, 2, valid_header("N2"))  # confirmed by a user meanwhile
     push = flow.push_to_erp(
         PushRequest(queue_id=QUEUE, run_id="run-1", chunk_key=poll.chunks[0].key),
-        flow.PushDeps(world.erp, world.ledger, world.payloads),
+        flow.PushDeps(world.erp, world.payloads),
     )
     flow.finalize(
         FinalizeRequest(queue_id=QUEUE, run_id="run-1", chunks=[push]),

@@ -14,6 +14,7 @@ Each record appends to the item's ``history``, which is what ``erphub show`` pri
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +45,13 @@ class Status(StrEnum):
     FAILED_EXPORT = "FAILED_EXPORT"  # terminal: failed, visible in the source system
     KEPT_CONFIRMED = "KEPT_CONFIRMED"  # rejected, left in the source for another attempt
     NOT_CONFIRMED = "NOT_CONFIRMED"  # the source moved it elsewhere before we could finish
+    IMPORTED = "IMPORTED"  # terminal: the target system holds it (no source to tell)
+    FAILED = "FAILED"  # terminal: failed with its reasons (no source to tell)
+    # refused; the source shows why and offers it again, so a later run retries it once fixed
+    AWAITING_CORRECTION = "AWAITING_CORRECTION"
+    SUBMITTED = "SUBMITTED"  # handed over for asynchronous processing; the outcome comes later
+    PARTIAL = "PARTIAL"  # terminal: the target system took part of it; the rest failed (reasons)
+    SUPERSEDED = "SUPERSEDED"  # terminal: abandoned unfinished, replaced by a later attempt
 
 
 class HistoryEvent(BaseModel):
@@ -75,6 +83,13 @@ class Entry(BaseModel):
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
     history: list[HistoryEvent] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claim that succeeded, with the entry as it was before (None for a new document)."""
+
+    previous: Entry | None
 
 
 def _plain(value: Any) -> Any:
@@ -169,6 +184,93 @@ class Ledger:
             raise
         return Entry.model_validate(_plain(response["Attributes"]))
 
+    def claim_to_send(
+        self,
+        flow: str,
+        document_id: str,
+        *,
+        owner: str,
+        lease_seconds: int,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Claimed | None:
+        """Take the lease and mark the document PUSHING in one write; None if another run holds it.
+
+        From here until its outcome is recorded, the ledger says a create may have reached the
+        target system, so a run that finds it so later reconciles before sending it again. What
+        the ledger knew before comes back in :attr:`Claimed.previous`: no read is needed.
+        """
+        epoch, iso = self._now()
+        event = HistoryEvent(at=iso, status="CLAIM", run=owner).model_dump()
+        # Most documents are new: one plain conditional put is the cheapest claim.
+        first: dict[str, Any] = {
+            "pk": self.key(flow, document_id),
+            "flow": flow,
+            "documentId": document_id,
+            "leaseOwner": owner,
+            "leaseUntil": epoch + lease_seconds,
+            "updatedAt": iso,
+            "createdAt": iso,
+            "status": Status.PUSHING.value,
+            "attempts": 1,
+            "history": [event],
+        }
+        if attributes:
+            first["attributes"] = dict(attributes)
+        try:
+            self._table.put_item(Item=first, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+        else:
+            return Claimed(previous=None)
+        names = {"#status": "status", "#history": "history"}
+        values: dict[str, Any] = {
+            ":owner": owner,
+            ":now": epoch,
+            ":until": epoch + lease_seconds,
+            ":flow": flow,
+            ":doc": document_id,
+            ":iso": iso,
+            ":status": Status.PUSHING.value,
+            ":zero": 0,
+            ":one": 1,
+            ":empty": [],
+            ":event": [event],
+        }
+        sets = [
+            "flow = :flow",
+            "documentId = :doc",
+            "leaseOwner = :owner",
+            "leaseUntil = :until",
+            "updatedAt = :iso",
+            "createdAt = if_not_exists(createdAt, :iso)",
+            "#status = :status",
+            "attempts = if_not_exists(attempts, :zero) + :one",
+            "#history = list_append(if_not_exists(#history, :empty), :event)",
+        ]
+        if attributes:
+            sets.append("#attrs = :attrs")
+            names["#attrs"] = "attributes"
+            values[":attrs"] = dict(attributes)
+        try:
+            response = self._table.update_item(
+                Key={"pk": self.key(flow, document_id)},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR attribute_not_exists(leaseOwner)"
+                    " OR leaseOwner = :owner OR leaseUntil < :now"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return None
+            raise
+        old = response.get("Attributes")
+        return Claimed(previous=Entry.model_validate(_plain(old)) if old else None)
+
     def record(
         self,
         flow: str,
@@ -182,12 +284,75 @@ class Ledger:
         reasons: Iterable[str] | None = None,
         count_attempt: bool = False,
         release: bool = False,
+        attributes: Mapping[str, str] | None = None,
     ) -> Entry:
-        """Move a document to ``status`` while ``owner`` holds its lease.
+        """Move a document to ``status`` while ``owner`` holds its lease; the entry after.
 
-        ``release`` drops the lease (terminal states, or work left for a later run).
+        ``release`` drops the lease (terminal states, or work left for a later run);
+        ``attributes`` replaces the entry's attributes.
         Raises :class:`LeaseLostError` if another run has taken the document over.
         """
+        item = self._update(
+            flow,
+            document_id,
+            owner=owner,
+            status=status,
+            detail=detail,
+            external_id=external_id,
+            last_error=last_error,
+            reasons=reasons,
+            count_attempt=count_attempt,
+            release=release,
+            attributes=attributes,
+            read_back=True,
+        )
+        return Entry.model_validate(_plain(item))
+
+    def mark(
+        self,
+        flow: str,
+        document_id: str,
+        *,
+        owner: str,
+        status: Status,
+        detail: str = "",
+        external_id: str | None = None,
+        last_error: str | None = None,
+        reasons: Iterable[str] | None = None,
+        release: bool = False,
+    ) -> None:
+        """:meth:`record` without reading the entry back (cheaper, for the hot path)."""
+        self._update(
+            flow,
+            document_id,
+            owner=owner,
+            status=status,
+            detail=detail,
+            external_id=external_id,
+            last_error=last_error,
+            reasons=reasons,
+            count_attempt=False,
+            release=release,
+            attributes=None,
+            read_back=False,
+        )
+
+    def _update(
+        self,
+        flow: str,
+        document_id: str,
+        *,
+        owner: str,
+        status: Status,
+        detail: str,
+        external_id: str | None,
+        last_error: str | None,
+        reasons: Iterable[str] | None,
+        count_attempt: bool,
+        release: bool,
+        attributes: Mapping[str, str] | None,
+        read_back: bool,
+    ) -> dict[str, Any]:
         _epoch, iso = self._now()
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {
@@ -218,6 +383,10 @@ class Ledger:
             sets.append("attempts = if_not_exists(attempts, :zero) + :one")
             values[":zero"] = 0
             values[":one"] = 1
+        if attributes is not None:
+            sets.append("#attrs = :attrs")
+            names["#attrs"] = "attributes"
+            values[":attrs"] = dict(attributes)
         if release:
             removes += ["leaseOwner", "leaseUntil"]
         expression = "SET " + ", ".join(sets)
@@ -230,14 +399,14 @@ class Ledger:
                 ConditionExpression="leaseOwner = :owner",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if read_back else "NONE",
             )
         except ClientError as error:
             if _is_conditional_failure(error):
                 msg = f"{flow} {document_id}: the lease of run {owner} was taken over"
                 raise LeaseLostError(msg) from error
             raise
-        return Entry.model_validate(_plain(response["Attributes"]))
+        return dict(response.get("Attributes", {}))
 
     def get(self, flow: str, document_id: str) -> Entry | None:
         """One document's entry, read consistently."""
@@ -245,6 +414,30 @@ class Ledger:
             Key={"pk": self.key(flow, document_id)}, ConsistentRead=True
         ).get("Item")
         return Entry.model_validate(_plain(item)) if item else None
+
+    def trim_history(self, entry: Entry, *, owner: str, keep: int) -> bool:
+        """Drop all but the last ``keep`` history events of ``entry`` while ``owner`` holds it.
+
+        A document retried on every run (one the source offers again until it is fixed) would
+        otherwise grow past DynamoDB's item size limit. A no-op if the item changed since
+        ``entry`` was read; returns whether events were dropped.
+        """
+        drop = len(entry.history) - keep
+        if drop <= 0:
+            return False
+        try:
+            self._table.update_item(
+                Key={"pk": self.key(entry.flow, entry.document_id)},
+                UpdateExpression="REMOVE " + ", ".join(f"#history[{i}]" for i in range(drop)),
+                ConditionExpression="leaseOwner = :owner AND size(#history) = :size",
+                ExpressionAttributeNames={"#history": "history"},
+                ExpressionAttributeValues={":owner": owner, ":size": len(entry.history)},
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
 
     def get_many(self, flow: str, document_ids: Iterable[str]) -> dict[str, Entry]:
         """Entries of many documents (one BatchGetItem per 100), by document id."""

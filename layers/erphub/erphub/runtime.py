@@ -12,18 +12,41 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from erphub.clients.beqom import HttpBeqomClient
+from erphub.clients.drops import S3DropFiles, SqsWorkQueue
+from erphub.clients.ebill import HttpEbillClient, ebill_auth
 from erphub.clients.erp import HttpErpGateway
+from erphub.clients.procuros import HttpProcurosClient
 from erphub.clients.rossum import SdkRossumClient
 from erphub.clients.workflows import StepFunctionsStarter
+from erphub.files import FileStore
+from erphub.flows.beqom_import import ImportDeps
+from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy, TriggerDeps
+from erphub.flows.procuros_send import SEND_ATTEMPTS, ListDeps, SendDeps
 from erphub.flows.rossum_export import FinalizeDeps, PollDeps, PushDeps
 from erphub.ledger import Ledger
 from erphub.payloads import PayloadStore
-from erphub.secrets import erp_credentials, rossum_credentials
+from erphub.secrets import (
+    beqom_credentials,
+    ebill_credentials,
+    erp_credentials,
+    procuros_credentials,
+    rossum_credentials,
+)
 from erphub.settings import (
+    BeqomImportSettings,
+    EbillDropSettings,
+    EbillPollSettings,
+    EbillSettings,
+    EbillStepSettings,
+    EbillTriggerSettings,
     ErpSettings,
     FinalizeSettings,
     HttpSettings,
     PollSettings,
+    ProcurosListSettings,
+    ProcurosScheduleSettings,
+    ProcurosSendSettings,
     PushSettings,
     RossumSettings,
     ScheduleSettings,
@@ -88,7 +111,9 @@ def _poll_deps(settings: PollSettings) -> PollDeps:
 @cache
 def _push_deps(settings: PushSettings) -> PushDeps:
     return PushDeps(
-        erp=_erp(settings, settings), ledger=_ledger(settings), payloads=_payloads(settings)
+        concurrency=settings.erp_concurrency,
+        erp=_erp(settings, settings),
+        payloads=_payloads(settings),
     )
 
 
@@ -132,3 +157,176 @@ def schedule_settings() -> ScheduleSettings:
 def execution_starter(settings: ScheduleSettings) -> StepFunctionsStarter:
     """Starts executions of the Rossum export state machine."""
     return _starter(settings)
+
+
+# --- beqom Pay Suite document import ---------------------------------------------------------
+
+
+@cache
+def _beqom_import_deps(settings: BeqomImportSettings) -> ImportDeps:
+    credentials = beqom_credentials(
+        settings.beqom_secret_arn, settings.beqom_client_id, settings.beqom_client_secret
+    )
+    beqom = HttpBeqomClient(
+        str(settings.beqom_token_url),
+        str(settings.beqom_import_url),
+        credentials.client_id,
+        credentials.client_secret,
+        scope=settings.beqom_scope,
+        timeout=settings.http_timeout_seconds,
+        max_attempts=settings.http_max_attempts,
+        backoff=settings.http_backoff_seconds,
+        max_retry_after=settings.http_max_retry_after_seconds,
+    )
+    endpoint = settings.aws_endpoint_url
+    return ImportDeps(
+        beqom=beqom,
+        ledger=_ledger(settings),
+        drops=S3DropFiles(boto3.client("s3", endpoint_url=endpoint)),
+        queue=SqsWorkQueue(boto3.client("sqs", endpoint_url=endpoint), settings.beqom_queue_url),
+        lease_seconds=settings.lease_seconds,
+    )
+
+
+def beqom_import_deps() -> ImportDeps:
+    """The beqom import consumer's dependencies (the token cache lives as long as they do)."""
+    return _beqom_import_deps(BeqomImportSettings())
+
+
+# --- ERP -> Procuros outgoing transactions ------------------------------------------------------
+
+
+@cache
+def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
+    return ListDeps(
+        erp=_erp(settings, settings),
+        ledger=_ledger(settings),
+        payloads=_payloads(settings),
+        lease_seconds=settings.lease_seconds,
+        document_types=settings.document_types,
+    )
+
+
+@cache
+def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
+    credentials = procuros_credentials(settings.procuros_secret_arn, settings.procuros_api_token)
+    procuros = HttpProcurosClient(
+        str(settings.procuros_base_url),
+        credentials.api_token,
+        timeout=settings.http_timeout_seconds,
+        max_attempts=settings.http_max_attempts,
+        backoff=settings.http_backoff_seconds,
+        max_retry_after=settings.http_max_retry_after_seconds,
+    )
+    return SendDeps(
+        erp=_erp(settings, settings),
+        procuros=procuros,
+        ledger=_ledger(settings),
+        payloads=_payloads(settings),
+        error_report_after=settings.procuros_error_report_after,
+        send_attempts=min(settings.http_max_attempts, SEND_ATTEMPTS),
+        retry_wait_seconds=settings.http_backoff_seconds,
+        max_wait_seconds=settings.http_max_retry_after_seconds,
+    )
+
+
+@cache
+def _procuros_starter(settings: ProcurosScheduleSettings) -> StepFunctionsStarter:
+    client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
+    return StepFunctionsStarter(client, settings.procuros_send_state_machine_arn)
+
+
+def procuros_list_deps() -> ListDeps:
+    """The Procuros list step's dependencies."""
+    return _procuros_list_deps(ProcurosListSettings())
+
+
+def procuros_send_deps() -> SendDeps:
+    """The Procuros send step's dependencies."""
+    return _procuros_send_deps(ProcurosSendSettings())
+
+
+def procuros_execution_starter() -> StepFunctionsStarter:
+    """Starts executions of the Procuros send state machine."""
+    return _procuros_starter(ProcurosScheduleSettings())
+
+
+# --- S3 drop -> eBill batch upload ---------------------------------------------------------------
+
+
+def ebill_client(settings: EbillSettings, http: HttpSettings) -> HttpEbillClient:
+    """An eBill client with the configured credentials and auth scheme (not cached)."""
+    credentials = ebill_credentials(
+        settings.ebill_secret_arn, settings.ebill_username, settings.ebill_password
+    )
+    auth = ebill_auth(
+        settings.ebill_auth_scheme.value,
+        credentials.username,
+        credentials.password,
+        settings.ebill_auth_header,
+    )
+    return HttpEbillClient(
+        str(settings.ebill_base_url),
+        auth,
+        timeout=http.http_timeout_seconds,
+        max_attempts=http.http_max_attempts,
+        backoff=http.http_backoff_seconds,
+        max_retry_after=http.http_max_retry_after_seconds,
+    )
+
+
+def _files(endpoint: str | None) -> FileStore:
+    return FileStore(boto3.client("s3", endpoint_url=endpoint))
+
+
+def _poll_policy(settings: EbillPollSettings) -> PollPolicy:
+    return PollPolicy(
+        initial_seconds=settings.ebill_poll_initial_seconds,
+        max_seconds=settings.ebill_poll_max_seconds,
+        deadline_seconds=settings.ebill_poll_deadline_seconds,
+    )
+
+
+@cache
+def _ebill_trigger_deps(settings: EbillTriggerSettings) -> TriggerDeps:
+    client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
+    return TriggerDeps(
+        starter=StepFunctionsStarter(client, settings.ebill_upload_state_machine_arn),
+        files=_files(settings.aws_endpoint_url),
+        prefix=settings.ebill_drop_prefix,
+    )
+
+
+@cache
+def _ebill_drop_deps(settings: EbillDropSettings) -> DropDeps:
+    return DropDeps(
+        ledger=_ledger(settings),
+        files=_files(settings.aws_endpoint_url),
+        lease_seconds=_poll_policy(settings).lease_seconds,
+    )
+
+
+@cache
+def _ebill_deps(settings: EbillStepSettings) -> EbillDeps:
+    return EbillDeps(
+        ebill=ebill_client(settings, settings),
+        ledger=_ledger(settings),
+        files=_files(settings.aws_endpoint_url),
+        results_bucket=settings.payload_bucket,
+        polling=_poll_policy(settings),
+    )
+
+
+def ebill_trigger_deps() -> TriggerDeps:
+    """The eBill S3 trigger's dependencies."""
+    return _ebill_trigger_deps(EbillTriggerSettings())
+
+
+def ebill_drop_deps() -> DropDeps:
+    """The dependencies of the eBill steps that need no eBill client (plan, failure)."""
+    return _ebill_drop_deps(EbillDropSettings())
+
+
+def ebill_deps() -> EbillDeps:
+    """The dependencies of the eBill steps that talk to eBill."""
+    return _ebill_deps(EbillStepSettings())

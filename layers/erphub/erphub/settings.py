@@ -82,6 +82,8 @@ class PollSettings(StoreSettings, HttpSettings, RossumSettings, ExportPolicySett
 class PushSettings(StoreSettings, HttpSettings, ErpSettings, ExportPolicySettings):
     """Settings of the push step."""
 
+    erp_concurrency: int = Field(default=8, ge=1, le=64)
+
 
 class FinalizeSettings(StoreSettings, HttpSettings, RossumSettings, ExportPolicySettings):
     """Settings of the finalize step."""
@@ -98,3 +100,136 @@ class ScheduleSettings(_Base):
     def queue_ids(self) -> list[int]:
         """The configured queue ids, in order, without duplicates."""
         return list(dict.fromkeys(int(part) for part in self.rossum_queue_ids.split(",")))
+
+
+# --- beqom Pay Suite document import ---------------------------------------------------------
+
+
+class BeqomSettings(_Base):
+    """The beqom token and import endpoints and the client credentials (a secret ARN in AWS)."""
+
+    beqom_token_url: HttpUrl
+    beqom_import_url: HttpUrl
+    beqom_scope: str = Field(default="import_inbox", min_length=1)
+    beqom_secret_arn: str | None = None
+    beqom_client_id: str | None = None
+    beqom_client_secret: SecretStr | None = None
+
+
+class BeqomImportSettings(StoreSettings, HttpSettings, BeqomSettings):
+    """Settings of the beqom import consumer (the drop queue's batch handler)."""
+
+    beqom_queue_url: str = Field(min_length=1)
+    lease_seconds: int = Field(default=900, ge=0)
+
+
+# --- ERP -> Procuros outgoing transactions ------------------------------------------------------
+
+
+class ProcurosSettings(_Base):
+    """The Procuros API and its token (a Secrets Manager ARN in AWS)."""
+
+    procuros_base_url: HttpUrl
+    procuros_secret_arn: str | None = None
+    procuros_api_token: SecretStr | None = None
+
+    @field_validator("procuros_base_url")
+    @classmethod
+    def _ends_in_v2(cls, value: HttpUrl) -> HttpUrl:
+        if not str(value).rstrip("/").endswith("/v2"):
+            msg = f"PROCUROS_BASE_URL must end in /v2 (as https://api.procuros.io/v2), got {value}"
+            raise ValueError(msg)
+        return value
+
+
+class ProcurosPolicySettings(_Base):
+    """Which ERP documents are sent, and after how many refusals Procuros is told."""
+
+    lease_seconds: int = Field(default=900, ge=0)
+    procuros_error_report_after: int = Field(default=3, ge=1)
+    procuros_document_types: str = Field(
+        default="INVOICE,ORDER_RESPONSE,SHIPPING_NOTICE,CREDIT_NOTE", min_length=1
+    )
+
+    @field_validator("procuros_document_types")
+    @classmethod
+    def _known_types(cls, value: str) -> str:
+        from erphub.procuros_mapping import SUPPORTED_TYPES  # noqa: PLC0415 - keeps import light
+
+        types = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = sorted(set(types) - SUPPORTED_TYPES)
+        if not types or unknown:
+            msg = (
+                f"PROCUROS_DOCUMENT_TYPES must list some of {', '.join(sorted(SUPPORTED_TYPES))};"
+                f" unknown: {', '.join(unknown) or 'none given'}"
+            )
+            raise ValueError(msg)
+        return ",".join(dict.fromkeys(types))
+
+    @property
+    def document_types(self) -> frozenset[str]:
+        """The transaction types to send."""
+        return frozenset(self.procuros_document_types.split(","))
+
+
+class ProcurosListSettings(StoreSettings, HttpSettings, ErpSettings, ProcurosPolicySettings):
+    """Settings of the step that lists and claims the ERP's pending outgoing documents."""
+
+
+class ProcurosSendSettings(
+    StoreSettings, HttpSettings, ErpSettings, ProcurosSettings, ProcurosPolicySettings
+):
+    """Settings of the step that sends one chunk to Procuros and updates the ERP."""
+
+
+class ProcurosScheduleSettings(_Base):
+    """Settings of the scheduler that starts one send execution per tick."""
+
+    procuros_send_state_machine_arn: str = Field(min_length=1)
+    aws_endpoint_url: str | None = None
+
+
+# --- eBill batch upload ----------------------------------------------------------------------
+
+
+class EbillAuthScheme(StrEnum):
+    """How erphub authenticates to eBill (not publicly documented, hence configurable)."""
+
+    BASIC = "basic"  # HTTP Basic with the API user's username and password
+    HEADER = "header"  # the password as the value of EBILL_AUTH_HEADER
+    NONE = "none"  # a gateway in front of eBill authenticates
+
+
+class EbillSettings(_Base):
+    """The eBill batchProcess API (tenant root URL) and its credentials (a secret in AWS)."""
+
+    ebill_base_url: HttpUrl
+    ebill_secret_arn: str | None = None
+    ebill_username: str | None = None
+    ebill_password: SecretStr | None = None
+    ebill_auth_scheme: EbillAuthScheme = EbillAuthScheme.BASIC
+    ebill_auth_header: str = Field(default="X-Api-Key", pattern=r"^[A-Za-z0-9-]+$")
+
+
+class EbillPollSettings(_Base):
+    """How often, and for how long at most, erphub asks eBill how a batch is doing."""
+
+    ebill_poll_initial_seconds: int = Field(default=30, ge=1, le=3600)
+    ebill_poll_max_seconds: int = Field(default=900, ge=1, le=86_400)
+    ebill_poll_deadline_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+
+
+class EbillDropSettings(StoreSettings, EbillPollSettings):
+    """Settings of the eBill steps that read only the drop and the ledger (plan, failure)."""
+
+
+class EbillStepSettings(StoreSettings, HttpSettings, EbillSettings, EbillPollSettings):
+    """Settings of the eBill steps that talk to eBill (upload, finalize, poll, results)."""
+
+
+class EbillTriggerSettings(_Base):
+    """Settings of the S3 trigger that starts one eBill upload per drop."""
+
+    ebill_upload_state_machine_arn: str = Field(min_length=1)
+    ebill_drop_prefix: str = Field(default="ebill/", pattern=r"^([^/]+/)*$")
+    aws_endpoint_url: str | None = None

@@ -17,7 +17,10 @@ reports as failed is silently deleted, which AWS never does. With :func:`install
 * messages a handler sends while a delivery is running are delivered by that same delivery
   loop once the handler returns (a poller picks them up), not inside the sending call;
 * :func:`held` holds deliveries, so messages accumulate and are delivered in full batches when
-  it ends.
+  it ends;
+* an S3 event reaches the queue's function once the object is complete: moto notifies from
+  inside ``PutObject`` before it sets the object's metadata (AWS notifies afterwards), so a
+  handler reading the object would see none.
 
 ``tests/integration/test_beqom_sqs_delivery.py`` shows each of these against moto, so an upgrade
 tells whether the patch is still needed.
@@ -31,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from moto.awslambda.utils import get_backend
+from moto.s3.responses import S3Response
 from moto.sqs.models import Queue, sqs_backends
 
 if TYPE_CHECKING:
@@ -41,6 +45,9 @@ __all__ = ["held", "in_flight", "install", "installed", "redeliver", "uninstall"
 _DEFAULT_BATCH_SIZE = 10
 _lock = threading.RLock()
 _original_add_message: Any = None
+_original_s3: dict[str, Any] = {}
+#: S3 request handlers that create objects (and so send notifications).
+_S3_WRITES = ("_key_response_put", "_key_response_post")
 _pending: list[Queue] = []
 _draining = False
 _holds = 0
@@ -53,6 +60,9 @@ def install() -> None:
         if _original_add_message is None:
             _original_add_message = vars(Queue)["add_message"]
             setattr(Queue, "add_message", _add_message)  # noqa: B010
+            for name in _S3_WRITES:
+                _original_s3[name] = vars(S3Response)[name]
+                setattr(S3Response, name, _delivered_after(_original_s3[name]))
 
 
 def installed() -> bool:
@@ -68,6 +78,9 @@ def uninstall() -> None:
         if _original_add_message is not None:
             setattr(Queue, "add_message", _original_add_message)  # noqa: B010
             _original_add_message = None
+            for name, original in _original_s3.items():
+                setattr(S3Response, name, original)
+            _original_s3.clear()
         _pending.clear()
 
 
@@ -81,6 +94,16 @@ def _add_message(self: Queue, message: Any) -> None:
         self.lambda_event_source_mappings = mappings
     if mappings:
         _schedule(self)
+
+
+def _delivered_after(handler: Any) -> Any:
+    """``handler`` with the queue deliveries it causes held until it has finished."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with held():
+            return handler(*args, **kwargs)
+
+    return wrapper
 
 
 def _schedule(queue: Queue) -> None:

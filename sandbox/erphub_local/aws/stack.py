@@ -30,7 +30,7 @@ from moto import mock_aws
 from moto.core.config import DefaultConfig, default_user_config
 from moto.server import ThreadedMotoServer
 
-from erphub_local.aws import inproc_lambda, moto_fixes
+from erphub_local.aws import inproc_lambda, moto_fixes, sqs_batches
 from erphub_local.aws.provision import Stack, boto_session, provision
 
 if TYPE_CHECKING:
@@ -243,6 +243,10 @@ class LocalStack:
         self._undo.append(inproc_lambda.clear_registry)
         if not was_installed:
             self._undo.append(inproc_lambda.uninstall)
+        # SQS event sources: real batches, receive counts and partial batch failures.
+        if not sqs_batches.installed():
+            sqs_batches.install()
+            self._undo.append(sqs_batches.uninstall)
 
     def _post(self, path: str, body: Mapping[str, object]) -> None:
         request = urllib.request.Request(  # noqa: S310 - the endpoint is our own loopback server

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import tenacity
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from erphub.clients.http import RETRYABLE_STATUS, build_client
-from erphub.errors import ConfigurationError, TransientError
+from erphub.errors import BadInputError, ConfigurationError, TransientError
+from erphub.models import OutgoingDocument
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from erphub.models import Invoice
+    from erphub.models import Invoice, OutgoingUpdate
 
 
 class Accepted(BaseModel):
@@ -44,6 +46,37 @@ class ErpGateway(Protocol):
 
     def find_invoice(self, external_reference: str) -> str | None:
         """The ERP id of the invoice with this external reference, if the ERP holds one."""
+        ...
+
+
+class Unreadable(BaseModel):
+    """A listed outgoing document that does not match the contract (it is left alone)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    document_id: str | None
+    problems: list[str]
+
+
+class OutgoingPage(BaseModel):
+    """One page of ``GET /outgoing-documents``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    documents: list[OutgoingDocument]
+    unreadable: list[Unreadable] = []
+    next_cursor: str | None = None
+
+
+class ErpOutgoing(Protocol):
+    """What the Procuros send flow needs from an ERP: its outgoing documents and their status."""
+
+    def pending_outgoing(self, cursor: str | None = None, limit: int = 100) -> OutgoingPage:
+        """One page of the outgoing documents whose Procuros status is empty."""
+        ...
+
+    def update_outgoing(self, document_id: str, update: OutgoingUpdate) -> OutgoingDocument:
+        """Set the Procuros status, transaction id and/or error URL of one document."""
         ...
 
 
@@ -145,6 +178,53 @@ class HttpErpGateway:
             raise TransientError(msg)
         items = _json(response).get("items") or []
         return str(items[0]["id"]) if items else None
+
+    def pending_outgoing(self, cursor: str | None = None, limit: int = 100) -> OutgoingPage:
+        """``GET /outgoing-documents?procurosStatus=empty``: one page, each item checked alone."""
+        params: dict[str, str | int] = {"procurosStatus": "empty", "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = self._send("GET", "/outgoing-documents", params=params)
+        if response.status_code != 200:
+            msg = f"ERP GET /outgoing-documents: unexpected HTTP {response.status_code}"
+            raise TransientError(msg)
+        body = _json(response)
+        documents: list[OutgoingDocument] = []
+        unreadable: list[Unreadable] = []
+        for item in body.get("items") or []:
+            try:
+                documents.append(OutgoingDocument.model_validate(item))
+            except ValidationError as error:
+                raw_id = item.get("id") if isinstance(item, dict) else None
+                unreadable.append(
+                    Unreadable(
+                        document_id=str(raw_id) if raw_id else None,
+                        problems=[
+                            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                            for e in error.errors()
+                        ],
+                    )
+                )
+        next_cursor = body.get("nextCursor")
+        return OutgoingPage(
+            documents=documents,
+            unreadable=unreadable,
+            next_cursor=str(next_cursor) if next_cursor else None,
+        )
+
+    def update_outgoing(self, document_id: str, update: OutgoingUpdate) -> OutgoingDocument:
+        """``PATCH /outgoing-documents/{id}`` (safe to repeat: it sets, never adds)."""
+        path = f"/outgoing-documents/{quote(document_id, safe='')}"
+        response = self._send("PATCH", path, json=update.dump())
+        body = _json(response)
+        if response.status_code == 200:
+            return OutgoingDocument.model_validate(body)
+        if response.status_code in (400, 404, 409, 422):
+            reasons = "; ".join(_reasons(body, response.status_code))
+            msg = f"ERP refused the update of outgoing document {document_id}: {reasons}"
+            raise BadInputError(msg)
+        msg = f"ERP PATCH {path}: unexpected HTTP {response.status_code}"
+        raise TransientError(msg)
 
     def close(self) -> None:
         """Close the connection pool."""

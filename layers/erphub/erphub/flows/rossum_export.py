@@ -1,16 +1,19 @@
 """Rossum -> ERP: the "Confirmed tab" export, one queue per execution.
 
-1. :func:`poll_confirmed` pages the confirmed annotations, claims each in the ledger and stores
-   them in S3 in chunks of 100.
-2. :func:`push_to_erp` maps one chunk to invoices and pushes them to the ERP. A document whose
-   earlier push has an unknown outcome is first looked up in the ERP by its external reference.
+1. :func:`poll_confirmed` pages the confirmed annotations, claims each in the ledger (which marks
+   it PUSHING: from now on a create may reach the ERP) and stores them in S3 in chunks of 100,
+   each with what the ledger knew of it before.
+2. :func:`push_to_erp` maps one chunk to invoices and pushes them to the ERP. A document that an
+   earlier run left PUSHING is first looked up in the ERP by its external reference.
 3. :func:`finalize` moves exactly the ERP-accepted ids to ``exported`` (at most 100 per call) and
-   the rejected ones to ``failed_export`` with the ERP's reasons.
+   the rejected ones to ``failed_export`` with the ERP's reasons, and records every outcome.
+
+Each document costs two ledger writes in a clean run (the claim and the outcome): the ledger is
+the hub's main running cost, in AWS as in the local emulation.
 """
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,9 +24,10 @@ from erphub.clients.erp import Accepted, ErpGateway, Rejected
 from erphub.clients.rossum import MAX_IDS_PER_EXPORT, RossumError, RossumPort
 from erphub.errors import LeaseLostError, TransientError
 from erphub.faults import checkpoint
-from erphub.ledger import Entry, Ledger, Status
+from erphub.ledger import Ledger, Status
 from erphub.mapping import MappingError, to_invoice
 from erphub.models import (
+    CamelModel,
     ChunkRef,
     DocumentOutcome,
     ExportedAnnotation,
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from erphub.clients.workflows import ExecutionStarter
 
 FLOW = "rossum-export"
+#: what a document's earlier ledger state says about the ERP holding it already
+KNOWN_TO_ERP = frozenset({Status.PUSHED, Status.EXPORTED, Status.NOT_CONFIRMED})
 CHUNK_SIZE = 100
 # When every push of a chunk fails for a transient reason (and there were at least this many),
 # the ERP is taken to be down: the step fails and Step Functions retries the chunk later.
@@ -106,6 +112,21 @@ class PollDeps:
     lease_seconds: int
 
 
+class Prior(CamelModel):
+    """What the ledger knew of a document when this run claimed it."""
+
+    status: Status | None = None
+    external_id: str | None = None
+    run: str | None = None
+
+
+class ChunkItem(CamelModel):
+    """One claimed annotation as stored in a chunk."""
+
+    annotation: dict[str, Any]
+    prior: Prior
+
+
 def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
     """Claim every confirmed annotation of the queue and store the claimed ones in S3."""
     chunks: list[ChunkRef] = []
@@ -130,35 +151,45 @@ def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
         if annotation_id in seen:  # pages shift when documents are confirmed while we read
             continue
         seen.add(annotation_id)
-        entry = deps.ledger.claim(
+        claimed = deps.ledger.claim_to_send(
             FLOW,
             str(annotation_id),
             owner=request.run_id,
             lease_seconds=deps.lease_seconds,
             attributes={"queueId": str(request.queue_id)},
         )
-        if entry is None:
+        if claimed is None:
             leased_elsewhere += 1
             logger.info(
                 "claimed by another run", extra={"correlation_id": correlation_id(annotation_id)}
             )
             continue
-        buffer.append(result)
+        before = claimed.previous
+        prior = Prior(
+            status=before.status if before else None,
+            external_id=before.external_id if before else None,
+            run=before.lease_owner if before else None,
+        )
+        buffer.append(ChunkItem(annotation=result, prior=prior).dump())
         if len(buffer) == CHUNK_SIZE:
             flush()
     if buffer:
         flush()
     checkpoint("poll.after_claim")
-    claimed = sum(chunk.count for chunk in chunks)
-    metrics.add_metric(name="RossumClaimed", unit=MetricUnit.Count, value=claimed)
+    claimed_total = sum(chunk.count for chunk in chunks)
+    metrics.add_metric(name="RossumClaimed", unit=MetricUnit.Count, value=claimed_total)
     logger.info(
         "poll done",
-        extra={"queue": request.queue_id, "claimed": claimed, "leased_elsewhere": leased_elsewhere},
+        extra={
+            "queue": request.queue_id,
+            "claimed": claimed_total,
+            "leased_elsewhere": leased_elsewhere,
+        },
     )
     return PollResult(
         queue_id=request.queue_id,
         run_id=request.run_id,
-        claimed=claimed,
+        claimed=claimed_total,
         leased_elsewhere=leased_elsewhere,
         unreadable=unreadable,
         chunks=chunks,
@@ -173,53 +204,38 @@ class PushDeps:
     """What the push step works with."""
 
     erp: ErpGateway
-    ledger: Ledger
     payloads: PayloadStore
-    #: ERP requests in flight at once; the rest of the step is sequential
+    #: ERP requests in flight at once
     concurrency: int = 8
 
 
 @dataclass(frozen=True)
 class _Pending:
-    """A document recorded PUSHING, about to be sent to the ERP."""
+    """A document to be sent to the ERP."""
 
     annotation_id: int
     invoice: Invoice
-    attempts: int
 
 
-def _prepare(
-    raw: dict[str, Any], entry: Entry | None, request: PushRequest, deps: PushDeps
-) -> DocumentOutcome | _Pending:
-    """Decide what to do with one document; record PUSHING before it may be sent."""
-    annotation_id = annotation_id_from_url(str(raw.get("url", "")))
+def _prepare(item: ChunkItem, request: PushRequest, deps: PushDeps) -> DocumentOutcome | _Pending:
+    """Decide what to do with one document from what the ledger knew of it."""
+    annotation_id = annotation_id_from_url(str(item.annotation.get("url", "")))
     assert annotation_id is not None  # the poll step kept only results with an id
-    doc, ledger, run = str(annotation_id), deps.ledger, request.run_id
-    if entry is None or entry.lease_owner != run:
-        return DocumentOutcome(annotation_id=annotation_id, outcome="skipped")
-
-    # The ERP already holds it: an earlier run got this far and then stopped.
-    if entry.status in (Status.PUSHED, Status.EXPORTED, Status.NOT_CONFIRMED) and entry.external_id:
+    prior = item.prior
+    # The ERP already holds it: an earlier run got this far, then Rossum offered it again.
+    if prior.status in KNOWN_TO_ERP and prior.external_id:
         return DocumentOutcome(
-            annotation_id=annotation_id, outcome="accepted", erp_id=entry.external_id
+            annotation_id=annotation_id, outcome="accepted", erp_id=prior.external_id
         )
-    # An earlier push may have reached the ERP: ask before sending it again.
-    if entry.status in (Status.PUSHING, Status.DEFERRED) and entry.attempts > 0:
+    # An earlier run stopped after it may have sent it: ask the ERP before sending it again.
+    if prior.status is Status.PUSHING and prior.run != request.run_id:
         erp_id = deps.erp.find_invoice(correlation_id(annotation_id))
         if erp_id is not None:
-            ledger.record(
-                FLOW,
-                doc,
-                owner=run,
-                status=Status.PUSHED,
-                external_id=erp_id,
-                detail=f"found in the ERP as {erp_id} after an interrupted push",
-            )
             metrics.add_metric(name="RossumReconciled", unit=MetricUnit.Count, value=1)
+            logger.info("found in the ERP after an interrupted push", extra={"erp_id": erp_id})
             return DocumentOutcome(annotation_id=annotation_id, outcome="accepted", erp_id=erp_id)
-
     try:
-        invoice = to_invoice(ExportedAnnotation.model_validate(raw))
+        invoice = to_invoice(ExportedAnnotation.model_validate(item.annotation))
     except (MappingError, ValidationError) as error:
         problems = (
             error.problems
@@ -227,32 +243,8 @@ def _prepare(
             else [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         )
         reasons = [f"cannot read the invoice: {p}" for p in problems]
-        entry = ledger.record(
-            FLOW,
-            doc,
-            owner=run,
-            status=Status.REJECTED,
-            reasons=reasons,
-            last_error="; ".join(reasons),
-            count_attempt=True,
-            detail="mapping failed",
-        )
-        return DocumentOutcome(
-            annotation_id=annotation_id,
-            outcome="rejected",
-            reasons=reasons,
-            attempts=entry.attempts,
-        )
-
-    entry = ledger.record(
-        FLOW,
-        doc,
-        owner=run,
-        status=Status.PUSHING,
-        count_attempt=True,
-        detail=f"POST /invoices {invoice.invoice_number}",
-    )
-    return _Pending(annotation_id=annotation_id, invoice=invoice, attempts=entry.attempts)
+        return DocumentOutcome(annotation_id=annotation_id, outcome="rejected", reasons=reasons)
+    return _Pending(annotation_id=annotation_id, invoice=invoice)
 
 
 def _send(pending: _Pending, erp: ErpGateway) -> Accepted | Rejected | TransientError:
@@ -263,70 +255,27 @@ def _send(pending: _Pending, erp: ErpGateway) -> Accepted | Rejected | Transient
         return error
 
 
-def _conclude(
-    pending: _Pending, result: Accepted | Rejected, request: PushRequest, deps: PushDeps
-) -> DocumentOutcome:
-    """Record what the ERP answered."""
-    doc, run = str(pending.annotation_id), request.run_id
-    if isinstance(result, Accepted):
-        checkpoint("push.after_erp_accept")
-        detail = f"ERP {'already held' if result.already_existed else 'created'} {result.erp_id}"
-        deps.ledger.record(
-            FLOW, doc, owner=run, status=Status.PUSHED, external_id=result.erp_id, detail=detail
-        )
-        return DocumentOutcome(
-            annotation_id=pending.annotation_id,
-            outcome="accepted",
-            erp_id=result.erp_id,
-            attempts=pending.attempts,
-        )
-    reasons = [f"ERP rejected the invoice: {r}" for r in result.reasons]
-    deps.ledger.record(
-        FLOW,
-        doc,
-        owner=run,
-        status=Status.REJECTED,
-        reasons=reasons,
-        last_error="; ".join(reasons),
-        detail="ERP rejected",
-    )
-    return DocumentOutcome(
-        annotation_id=pending.annotation_id,
-        outcome="rejected",
-        reasons=reasons,
-        attempts=pending.attempts,
-    )
-
-
-def _deferred(annotation_id: int, error: Exception, deps: PushDeps, run: str) -> DocumentOutcome:
-    logger.warning("push deferred", extra={"error": str(error)})
-    _defer(deps.ledger, str(annotation_id), run, str(error))
-    return DocumentOutcome(annotation_id=annotation_id, outcome="deferred", reasons=[str(error)])
-
-
 def push_to_erp(request: PushRequest, deps: PushDeps) -> PushResult:
-    """Push one chunk; write each document's outcome to S3 for the finalize step.
+    """Push one chunk, ``concurrency`` creates at a time; write the outcomes to S3.
 
-    Three phases: decide and record PUSHING (sequential), send to the ERP (``concurrency`` at a
-    time), record the answers (sequential). A crash anywhere leaves every sent document in
-    PUSHING, which the next run reconciles with the ERP before sending anything again.
+    The push writes nothing to the ledger: the claim already says PUSHING, which is exactly what a
+    crash at any point in here must leave behind.
     """
-    raws: list[dict[str, Any]] = deps.payloads.get_json(request.chunk_key)
-    ids = [int(str(annotation_id_from_url(str(raw.get("url", ""))))) for raw in raws]
-    entries = deps.ledger.get_many(FLOW, [str(i) for i in ids])
+    items = [ChunkItem.model_validate(raw) for raw in deps.payloads.get_json(request.chunk_key)]
     outcomes: dict[int, DocumentOutcome] = {}
     pending: list[_Pending] = []
-    for raw, annotation_id in zip(raws, ids, strict=True):
+    order: list[int] = []
+    for item in items:
+        annotation_id = annotation_id_from_url(str(item.annotation.get("url", ""))) or 0
+        order.append(annotation_id)
         with logger.append_context_keys(correlation_id=correlation_id(annotation_id)):
             try:
-                decided = _prepare(raw, entries.get(str(annotation_id)), request, deps)
-            except LeaseLostError as error:
-                logger.warning(
-                    "lease lost, leaving the document to the other run", extra={"error": str(error)}
-                )
-                decided = DocumentOutcome(annotation_id=annotation_id, outcome="skipped")
+                decided = _prepare(item, request, deps)
             except TransientError as error:
-                decided = _deferred(annotation_id, error, deps, request.run_id)
+                logger.warning("push deferred", extra={"error": str(error)})
+                decided = DocumentOutcome(
+                    annotation_id=annotation_id, outcome="deferred", reasons=[str(error)]
+                )
         if isinstance(decided, _Pending):
             pending.append(decided)
         else:
@@ -335,29 +284,32 @@ def push_to_erp(request: PushRequest, deps: PushDeps) -> PushResult:
     checkpoint("push.before_erp")
     with ThreadPoolExecutor(max_workers=max(1, deps.concurrency)) as pool:
         answers = list(pool.map(lambda p: _send(p, deps.erp), pending))
+    checkpoint("push.after_erp_accept")
 
     failures = 0
-    for item, answer in zip(pending, answers, strict=True):
-        with logger.append_context_keys(correlation_id=correlation_id(item.annotation_id)):
-            try:
-                if isinstance(answer, TransientError):
-                    failures += 1
-                    outcomes[item.annotation_id] = _deferred(
-                        item.annotation_id, answer, deps, request.run_id
-                    )
-                else:
-                    outcomes[item.annotation_id] = _conclude(item, answer, request, deps)
-            except LeaseLostError as error:
-                logger.warning("lease lost after the push", extra={"error": str(error)})
-                outcomes[item.annotation_id] = DocumentOutcome(
-                    annotation_id=item.annotation_id, outcome="skipped"
-                )
+    for sent, answer in zip(pending, answers, strict=True):
+        if isinstance(answer, TransientError):
+            failures += 1
+            outcome = DocumentOutcome(
+                annotation_id=sent.annotation_id, outcome="deferred", reasons=[str(answer)]
+            )
+        elif isinstance(answer, Accepted):
+            outcome = DocumentOutcome(
+                annotation_id=sent.annotation_id, outcome="accepted", erp_id=answer.erp_id
+            )
+        else:
+            outcome = DocumentOutcome(
+                annotation_id=sent.annotation_id,
+                outcome="rejected",
+                reasons=[f"ERP rejected the invoice: {r}" for r in answer.reasons],
+            )
+        outcomes[sent.annotation_id] = outcome
     if failures >= ERP_DOWN_AFTER and failures == len(pending):
         # Nothing got through: the ERP is down. Step Functions retries the chunk later.
         msg = f"ERP unavailable: {failures} of {len(pending)} pushes failed ({answers[0]})"
         raise TransientError(msg)
 
-    ordered = [outcomes[i] for i in ids]
+    ordered = [outcomes[i] for i in order]
     result_key = request.chunk_key.replace("/chunk-", "/result-")
     deps.payloads.put_json(result_key, [o.dump() for o in ordered])
     counts = {
@@ -368,24 +320,6 @@ def push_to_erp(request: PushRequest, deps: PushDeps) -> PushResult:
     metrics.add_metric(name="RossumRejectedByErp", unit=MetricUnit.Count, value=counts["rejected"])
     metrics.add_metric(name="RossumDeferred", unit=MetricUnit.Count, value=counts["deferred"])
     return PushResult(chunk_key=request.chunk_key, result_key=result_key, **counts)
-
-
-def _defer(ledger: Ledger, doc: str, run: str, error: str) -> None:
-    """Leave the document for the next run, keeping PUSHING if a create may have happened."""
-    entry = ledger.get(FLOW, doc)
-    status = (
-        Status.PUSHING if entry is not None and entry.status == Status.PUSHING else Status.DEFERRED
-    )
-    with contextlib.suppress(LeaseLostError):
-        ledger.record(
-            FLOW,
-            doc,
-            owner=run,
-            status=status,
-            last_error=error,
-            release=True,
-            detail=f"deferred: {error}",
-        )
 
 
 # --- 3. finalize ------------------------------------------------------------------------------
@@ -407,123 +341,150 @@ def rejection_message(reasons: Sequence[str]) -> str:
     return "erphub could not export this document. " + " | ".join(reasons)
 
 
+@dataclass
+class _Tally:
+    exported: int = 0
+    failed: int = 0
+    kept: int = 0
+    deferred: int = 0
+    no_longer_confirmed: int = 0
+    calls: int = 0
+
+
+def _record(deps: FinalizeDeps, run: str, annotation_id: int, **fields: Any) -> bool:
+    """Record an outcome while the run holds the lease; False if another run took over."""
+    with logger.append_context_keys(correlation_id=correlation_id(annotation_id)):
+        try:
+            deps.ledger.mark(FLOW, str(annotation_id), owner=run, release=True, **fields)
+        except LeaseLostError as error:
+            logger.warning("lease lost at finalize", extra={"error": str(error)})
+            return False
+    return True
+
+
+def _export_accepted(
+    request: FinalizeRequest, deps: FinalizeDeps, accepted: Sequence[DocumentOutcome], tally: _Tally
+) -> None:
+    for batch in _batches(accepted, MAX_IDS_PER_EXPORT):
+        checkpoint("finalize.before_export")
+        statuses = deps.rossum.mark_exported(request.queue_id, [o.annotation_id for o in batch])
+        tally.calls += 1
+        checkpoint("finalize.after_export")
+        for outcome in batch:
+            status = statuses.get(outcome.annotation_id)
+            if status in ("exported", "exporting"):
+                if _record(
+                    deps,
+                    request.run_id,
+                    outcome.annotation_id,
+                    status=Status.EXPORTED,
+                    external_id=outcome.erp_id,
+                    detail=f"ERP {outcome.erp_id}; Rossum {status}",
+                ):
+                    tally.exported += 1
+            elif _record(
+                deps,
+                request.run_id,
+                outcome.annotation_id,
+                status=Status.NOT_CONFIRMED,
+                external_id=outcome.erp_id,
+                last_error=f"Rossum status {status or 'unknown'}",
+                detail="no longer confirmed in Rossum; the ERP holds it",
+            ):
+                tally.no_longer_confirmed += 1
+
+
+def _fail_rejected(
+    request: FinalizeRequest,
+    deps: FinalizeDeps,
+    outcome: DocumentOutcome,
+    attempts: int,
+    tally: _Tally,
+) -> None:
+    run, annotation_id = request.run_id, outcome.annotation_id
+    common: dict[str, Any] = {"reasons": outcome.reasons, "last_error": "; ".join(outcome.reasons)}
+    if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED and attempts < deps.reject_attempts:
+        if _record(
+            deps,
+            run,
+            annotation_id,
+            status=Status.KEPT_CONFIRMED,
+            detail=f"rejected {attempts}/{deps.reject_attempts} times, kept",
+            **common,
+        ):
+            tally.kept += 1
+        return
+    try:
+        deps.rossum.mark_failed_export(annotation_id, rejection_message(outcome.reasons))
+    except RossumError as error:
+        _record(
+            deps,
+            run,
+            annotation_id,
+            status=Status.REJECTED,
+            reasons=outcome.reasons,
+            last_error=f"could not switch to failed_export: {error}",
+            detail="Rossum refused failed_export",
+        )
+        logger.error("failed_export refused", extra={"error": str(error)})
+        return
+    checkpoint("finalize.after_failed_export")
+    if _record(
+        deps,
+        run,
+        annotation_id,
+        status=Status.FAILED_EXPORT,
+        detail="Rossum failed_export",
+        **common,
+    ):
+        tally.failed += 1
+
+
 def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult:
-    """Tell Rossum the outcome: exported (ids in batches of 100) or failed_export (one by one)."""
+    """Tell Rossum the outcome (exported in batches of 100, failed_export one by one), record it."""
     outcomes = [
         DocumentOutcome.model_validate(item)
         for chunk in request.chunks
         for item in deps.payloads.get_json(chunk.result_key)
     ]
-    ledger, run = deps.ledger, request.run_id
-    # A retried finalize must not tell Rossum twice: keep only what this run still holds.
-    held = {
-        doc
-        for doc, entry in ledger.get_many(FLOW, (str(o.annotation_id) for o in outcomes)).items()
-        if entry.lease_owner == run
-    }
-    accepted = [
-        o.annotation_id
-        for o in outcomes
-        if o.outcome == "accepted" and str(o.annotation_id) in held
-    ]
-    rejected = [o for o in outcomes if o.outcome == "rejected" and str(o.annotation_id) in held]
-    exported = no_longer_confirmed = failed = kept = calls = 0
-
-    for batch in _batches(accepted, MAX_IDS_PER_EXPORT):
-        checkpoint("finalize.before_export")
-        statuses = deps.rossum.mark_exported(request.queue_id, batch)
-        calls += 1
-        checkpoint("finalize.after_export")
-        for annotation_id in batch:
-            status = statuses.get(annotation_id)
-            with logger.append_context_keys(correlation_id=correlation_id(annotation_id)):
-                try:
-                    if status in ("exported", "exporting"):
-                        ledger.record(
-                            FLOW,
-                            str(annotation_id),
-                            owner=run,
-                            status=Status.EXPORTED,
-                            release=True,
-                            detail=f"Rossum {status}",
-                        )
-                        exported += 1
-                    else:
-                        ledger.record(
-                            FLOW,
-                            str(annotation_id),
-                            owner=run,
-                            status=Status.NOT_CONFIRMED,
-                            release=True,
-                            last_error=f"Rossum status {status or 'unknown'}",
-                            detail="no longer confirmed in Rossum; the ERP holds it",
-                        )
-                        no_longer_confirmed += 1
-                        logger.warning(
-                            "annotation left confirmed before export", extra={"status": status}
-                        )
-                except LeaseLostError as error:
-                    logger.warning("lease lost at finalize", extra={"error": str(error)})
-
+    tally = _Tally()
+    _export_accepted(request, deps, [o for o in outcomes if o.outcome == "accepted"], tally)
+    rejected = [o for o in outcomes if o.outcome == "rejected"]
+    attempts = (
+        {
+            e.document_id: e.attempts
+            for e in deps.ledger.get_many(FLOW, (str(o.annotation_id) for o in rejected)).values()
+        }
+        if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED
+        else {}
+    )
     for outcome in rejected:
-        doc = str(outcome.annotation_id)
-        with logger.append_context_keys(correlation_id=correlation_id(doc)):
-            try:
-                if (
-                    deps.reject_policy is RejectPolicy.KEEP_CONFIRMED
-                    and outcome.attempts < deps.reject_attempts
-                ):
-                    ledger.record(
-                        FLOW,
-                        doc,
-                        owner=run,
-                        status=Status.KEPT_CONFIRMED,
-                        release=True,
-                        detail=f"rejected {outcome.attempts}/{deps.reject_attempts} times, kept",
-                    )
-                    kept += 1
-                    continue
-                deps.rossum.mark_failed_export(
-                    outcome.annotation_id, rejection_message(outcome.reasons)
-                )
-                checkpoint("finalize.after_failed_export")
-                ledger.record(
-                    FLOW,
-                    doc,
-                    owner=run,
-                    status=Status.FAILED_EXPORT,
-                    release=True,
-                    detail="Rossum failed_export",
-                )
-                failed += 1
-            except RossumError as error:
-                ledger.record(
-                    FLOW,
-                    doc,
-                    owner=run,
-                    status=Status.REJECTED,
-                    release=True,
-                    last_error=f"could not switch to failed_export: {error}",
-                    detail="Rossum refused failed_export",
-                )
-                logger.error("failed_export refused", extra={"error": str(error)})
-            except LeaseLostError as error:
-                logger.warning("lease lost at finalize", extra={"error": str(error)})
+        _fail_rejected(request, deps, outcome, attempts.get(str(outcome.annotation_id), 1), tally)
+    for outcome in outcomes:
+        if outcome.outcome == "deferred" and _record(
+            deps,
+            request.run_id,
+            outcome.annotation_id,
+            status=Status.PUSHING,
+            last_error="; ".join(outcome.reasons),
+            detail="deferred to the next run; it will be looked up in the ERP first",
+        ):
+            tally.deferred += 1
 
-    deferred = sum(1 for o in outcomes if o.outcome == "deferred")
-    metrics.add_metric(name="RossumExported", unit=MetricUnit.Count, value=exported)
-    metrics.add_metric(name="RossumFailedExport", unit=MetricUnit.Count, value=failed)
-    metrics.add_metric(name="RossumExportCalls", unit=MetricUnit.Count, value=calls)
+    metrics.add_metric(name="RossumExported", unit=MetricUnit.Count, value=tally.exported)
+    metrics.add_metric(name="RossumFailedExport", unit=MetricUnit.Count, value=tally.failed)
+    metrics.add_metric(name="RossumExportCalls", unit=MetricUnit.Count, value=tally.calls)
     logger.info(
-        "finalize done", extra={"exported": exported, "failed_export": failed, "kept": kept}
+        "finalize done",
+        extra={"exported": tally.exported, "failed_export": tally.failed, "kept": tally.kept},
     )
     return FinalizeResult(
         queue_id=request.queue_id,
-        run_id=run,
-        exported=exported,
-        failed_export=failed,
-        kept_confirmed=kept,
-        deferred=deferred,
-        no_longer_confirmed=no_longer_confirmed,
-        export_calls=calls,
+        run_id=request.run_id,
+        exported=tally.exported,
+        failed_export=tally.failed,
+        kept_confirmed=tally.kept,
+        deferred=tally.deferred,
+        no_longer_confirmed=tally.no_longer_confirmed,
+        export_calls=tally.calls,
     )
