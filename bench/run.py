@@ -1,0 +1,344 @@
+"""`make bench`: API calls against their floor, Step Functions transitions, speed against a naive
+baseline, cold imports, streaming memory, layer size and a cost model; writes bench/results.json.
+
+Timings on a shared machine are noisy: every timing is the median of several runs, and the
+speed-up is a ratio of two medians measured side by side in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+PRICES = json.loads((ROOT / "bench" / "prices.json").read_text())
+console = Console(stderr=True)
+
+
+def median(values: list[float]) -> float:
+    """The median, rounded for reading."""
+    return round(statistics.median(values), 4)
+
+
+# --- Rossum -> ERP ----------------------------------------------------------------------------
+
+
+def _rossum_env(rossum: Any, erp: Any) -> dict[str, str]:
+    return {
+        "ROSSUM_BASE_URL": rossum.api_url,
+        "ROSSUM_USERNAME": rossum.username,
+        "ROSSUM_PASSWORD": rossum.password,
+        "ROSSUM_QUEUE_IDS": "1001",
+        "ERP_BASE_URL": erp.url,
+        "ERP_API_TOKEN": erp.token,
+        "HTTP_BACKOFF_SECONDS": "0.05",
+    }
+
+
+@cache
+def _aws_calls() -> Any:
+    # One counter for the process: handlers cache their clients across runs.
+    from bench.counters import AwsCalls
+
+    return AwsCalls()
+
+
+def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
+    """One erphub export of ``n`` annotations (10% rejected) with ``latency`` per request."""
+    from erphub_local import config
+    from erphub_local.aws import inproc_lambda
+    from erphub_local.aws.stack import LocalStack
+    from erphub_local.runner import run_flow
+    from erphub_local.seed import seed_demo
+    from erphub_local.simulators import ErpSimulator, RossumSimulator
+
+    with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
+        seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+        settings = config.load(_rossum_env(rossum, erp), env_file=ROOT / ".erphub" / "none")
+        aws = _aws_calls()
+        with LocalStack(
+            config.TEMPLATE,
+            parameters=settings.parameters,
+            secret_values=settings.secret_values,
+            env_overrides=settings.env_overrides,
+            log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
+        ) as stack:
+            inproc_lambda.reset()
+            aws.clear()
+            started = time.perf_counter()
+            executions = run_flow(stack, "rossum-export")
+            wall = time.perf_counter() - started
+            assert [e.status for e in executions] == ["SUCCEEDED"], executions
+            history = stack.execution_history(executions[0].arn)
+            invocations = list(inproc_lambda.INVOCATIONS)
+            table = stack.client("dynamodb").scan(TableName=stack.stack.physical("LedgerTable"))
+        statuses = rossum.statuses()
+        accepted = sum(1 for s in statuses.values() if s == "exported")
+        rejected = sum(1 for s in statuses.values() if s == "failed_export")
+        assert accepted + rejected == n, (accepted, rejected)
+        api_calls = len(rossum.calls) + len(erp.calls)
+        floor = 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + n
+        item_kb = [len(json.dumps(item)) / 1024 for item in table["Items"]]
+    return {
+        "wall_s": wall,
+        "api_calls": api_calls,
+        "api_call_floor": floor,
+        "api_calls_by_endpoint": _by_endpoint([*rossum.calls, *erp.calls]),
+        "transitions": sum(1 for e in history if e["type"].endswith("StateEntered")),
+        "lambda_invocations": len(invocations),
+        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
+        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
+        "dynamodb_reads": aws.get("dynamodb", "GetItem") + aws.batch_items,
+        "dynamodb_wru_per_write": statistics.mean(math.ceil(kb) for kb in item_kb),
+        "s3_puts": aws.get("s3", "PutObject"),
+        "s3_gets": aws.get("s3", "GetObject"),
+        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
+        "documents": n,
+    }
+
+
+def rossum_naive_run(n: int, latency: float) -> float:
+    """Wall time of the naive baseline on the same data and latency."""
+    from bench import naive_rossum
+    from erphub_local.seed import seed_demo
+    from erphub_local.simulators import ErpSimulator, RossumSimulator
+
+    with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
+        seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+        started = time.perf_counter()
+        counts = naive_rossum.run(
+            rossum_api_url=rossum.api_url,
+            username=rossum.username,
+            password=rossum.password,
+            queue_id=1001,
+            erp_url=erp.url,
+            erp_token=erp.token,
+        )
+        wall = time.perf_counter() - started
+        assert sum(counts.values()) == n, counts
+    return wall
+
+
+def _by_endpoint(calls: list[Any]) -> dict[str, int]:
+    tally: dict[str, int] = {}
+    for call in calls:
+        path = "/".join("{id}" if part.isdigit() else part for part in call.path.split("/"))
+        tally[f"{call.method} {path}"] = tally.get(f"{call.method} {path}", 0) + 1
+    return dict(sorted(tally.items()))
+
+
+def cost_per_10k(run: dict[str, Any], memory_mb: int = 512) -> float:
+    """USD for 10,000 documents, scaled from one measured run."""
+    scale = 10_000 / run["documents"]
+    usd = (
+        run["lambda_seconds"] * memory_mb / 1024 * PRICES["lambda_arm64_usd_per_gb_second"]
+        + run["lambda_invocations"] * PRICES["lambda_usd_per_request"]
+        + run["transitions"] * PRICES["stepfunctions_standard_usd_per_transition"]
+        + run["dynamodb_writes"]
+        * run["dynamodb_wru_per_write"]
+        * PRICES["dynamodb_on_demand_usd_per_write_request_unit"]
+        + run["dynamodb_reads"] * PRICES["dynamodb_on_demand_usd_per_read_request_unit"]
+        + run["s3_puts"] * PRICES["s3_standard_usd_per_put"]
+        + run["s3_gets"] * PRICES["s3_standard_usd_per_get"]
+        + run["secret_reads"] * PRICES["secretsmanager_usd_per_api_call"]
+    )
+    return round(usd * scale, 5)
+
+
+# --- cold imports -----------------------------------------------------------------------------
+
+
+def _import_seconds(module: str, path: Path | None) -> float:
+    setup = f"import sys; sys.path.insert(0, {str(path)!r}); " if path else ""
+    timed = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    code = setup + timed
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=path or ROOT
+    )
+    return float(out.stdout.strip())
+
+
+def cold_imports(repeat: int = 5) -> dict[str, Any]:
+    """Each handler module's import time over ``import boto3``, fresh interpreters, medians."""
+    boto3_s = median([_import_seconds("boto3", None) for _ in range(repeat)])
+    handlers = {}
+    for app in sorted((ROOT / "functions").glob("*/app.py")):
+        handlers[app.parent.name] = median(
+            [_import_seconds("app", app.parent) for _ in range(repeat)]
+        )
+    worst = max(handlers, key=handlers.__getitem__)
+    return {
+        "boto3_s": boto3_s,
+        "handlers_s": handlers,
+        "worst_handler": worst,
+        "ratio": round(handlers[worst] / boto3_s, 2),
+    }
+
+
+# --- layer size -------------------------------------------------------------------------------
+
+
+def layer_size_mb() -> float | str:
+    """Unzipped size of the layer as `sam build` would make it (arm64, Python 3.13)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "python"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(target),
+                "--platform",
+                "manylinux2014_aarch64",
+                "--python-version",
+                "3.13",
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "-r",
+                str(ROOT / "layers" / "erphub" / "requirements.txt"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            reason = result.stderr.strip()[-200:]
+            return f"not measured: pip could not fetch the arm64 wheels ({reason})"
+        shutil.copytree(ROOT / "layers" / "erphub" / "erphub", target / "erphub")
+        size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    return round(size / 1e6, 1)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _timed(label: str, fn: Callable[[], Any]) -> Any:
+    with console.status(label):
+        started = time.perf_counter()
+        result = fn()
+    console.print(f"{label}: {time.perf_counter() - started:.1f} s")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=3, help="runs per timing (median)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["imports", "layer"], help="figures to skip"
+    )
+    args = parser.parse_args()
+    latency = args.latency_ms / 1000
+    results: dict[str, Any] = {
+        "settings": {"documents": args.documents, "latency_ms": args.latency_ms, "runs": args.runs}
+    }
+
+    erphub_runs, naive_walls = [], []
+    for i in range(args.runs):
+        erphub_runs.append(
+            _timed(f"rossum erphub run {i + 1}", lambda: rossum_erphub_run(args.documents, latency))
+        )
+        naive_walls.append(
+            _timed(f"rossum naive run {i + 1}", lambda: rossum_naive_run(args.documents, latency))
+        )
+    last = erphub_runs[-1]
+    erphub_wall = median([r["wall_s"] for r in erphub_runs])
+    naive_wall = median(naive_walls)
+    results["rossum"] = {
+        "api_calls": last["api_calls"],
+        "api_call_floor": last["api_call_floor"],
+        "api_calls_over_floor": round(last["api_calls"] / last["api_call_floor"], 4),
+        "api_calls_by_endpoint": last["api_calls_by_endpoint"],
+        "sfn_transitions_per_1000": round(last["transitions"] * 1000 / args.documents, 1),
+        "wall_s_median": erphub_wall,
+        "naive_wall_s_median": naive_wall,
+        "aws_counts": {
+            k: last[k]
+            for k in (
+                "lambda_invocations",
+                "lambda_seconds",
+                "dynamodb_writes",
+                "dynamodb_reads",
+                "dynamodb_wru_per_write",
+                "s3_puts",
+                "s3_gets",
+                "secret_reads",
+            )
+        },
+    }
+    results["speedup_vs_naive"] = round(naive_wall / erphub_wall, 2)
+    results["cost_usd_per_10k"] = {"rossum-export": cost_per_10k(last)}
+    if "imports" not in args.skip:
+        results["cold_import"] = _timed("cold imports", cold_imports)
+        results["cold_import_ratio_vs_boto3"] = results["cold_import"]["ratio"]
+    if "layer" not in args.skip:
+        results["layer_size_mb"] = _timed("layer size", layer_size_mb)
+    results["prices"] = {"as_of": PRICES["as_of"], "region": PRICES["region"]}
+
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    table = Table(
+        title=f"erphub bench ({args.documents} documents, {args.latency_ms:g} ms per request)"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    rows = [
+        (
+            "rossum.api_calls / api_call_floor",
+            f"{last['api_calls']} / {last['api_call_floor']}",
+            "= 1.00",
+        ),
+        (
+            "rossum.sfn_transitions_per_1000",
+            str(results["rossum"]["sfn_transitions_per_1000"]),
+            "<= 60",
+        ),
+        (
+            "speedup_vs_naive",
+            f"{results['speedup_vs_naive']} ({naive_wall:.1f} s / {erphub_wall:.1f} s)",
+            ">= 5",
+        ),
+        (
+            "cold_import_ratio_vs_boto3",
+            f"{results.get('cold_import_ratio_vs_boto3')}"
+            f" ({results.get('cold_import', {}).get('worst_handler')})",
+            "<= 2.0",
+        ),
+        (
+            "cost_usd_per_10k.rossum-export",
+            f"${results['cost_usd_per_10k']['rossum-export']}",
+            "< $0.10",
+        ),
+        ("layer_size_mb", str(results.get("layer_size_mb")), ""),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
