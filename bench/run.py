@@ -111,6 +111,63 @@ def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
     }
 
 
+def procuros_run(n: int, latency: float) -> dict[str, Any]:
+    """One Procuros send of ``n`` outgoing ERP documents (10% for an inactive partner)."""
+    from erphub_local import config
+    from erphub_local.aws import inproc_lambda
+    from erphub_local.aws.stack import LocalStack
+    from erphub_local.demos.procuros_send import seed_outgoing
+    from erphub_local.runner import run_flow
+    from erphub_local.simulators import ErpSimulator, ProcurosSimulator
+
+    with ErpSimulator(latency_s=latency) as erp, ProcurosSimulator(latency_s=latency) as procuros:
+        seed = seed_outgoing(
+            erp, procuros, count=n, refused_ratio=0.0, unreadable=0, already_sent=0
+        )
+        variables = {
+            "PROCUROS_BASE_URL": procuros.api_url,
+            "PROCUROS_API_TOKEN": procuros.token,
+            "ERP_BASE_URL": erp.url,
+            "ERP_API_TOKEN": erp.token,
+            "HTTP_BACKOFF_SECONDS": "0.05",
+        }
+        settings = config.load(variables, env_file=ROOT / ".erphub" / "none")
+        aws = _aws_calls()
+        with LocalStack(
+            config.TEMPLATE,
+            parameters=settings.parameters,
+            secret_values=settings.secret_values,
+            env_overrides=settings.env_overrides,
+            log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
+        ) as stack:
+            inproc_lambda.reset()
+            aws.clear()
+            started = time.perf_counter()
+            executions = run_flow(stack, "procuros-send")
+            wall = time.perf_counter() - started
+            assert [e.status for e in executions] == ["SUCCEEDED"], executions
+            history = stack.execution_history(executions[0].arn)
+            invocations = list(inproc_lambda.INVOCATIONS)
+        sent = len(seed.transmit) + len(seed.no_action)
+        api_calls = len(erp.calls) + len(procuros.calls)
+    return {
+        "wall_s": wall,
+        "api_calls": api_calls,
+        "api_call_floor": 2 * sent,
+        "api_calls_by_endpoint": _by_endpoint([*erp.calls, *procuros.calls]),
+        "transitions": sum(1 for e in history if e["type"].endswith("StateEntered")),
+        "lambda_invocations": len(invocations),
+        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
+        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
+        "dynamodb_reads": aws.get("dynamodb", "GetItem") + aws.batch_items,
+        "dynamodb_wru_per_write": 1,
+        "s3_puts": aws.get("s3", "PutObject"),
+        "s3_gets": aws.get("s3", "GetObject"),
+        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
+        "documents": n,
+    }
+
+
 def rossum_naive_run(n: int, latency: float) -> float:
     """Wall time of the naive baseline on the same data and latency."""
     from bench import naive_rossum
@@ -248,7 +305,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per timing (median)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["imports", "layer"], help="figures to skip"
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["imports", "layer", "upload"],
+        help="figures to skip",
     )
     args = parser.parse_args()
     latency = args.latency_ms / 1000
@@ -290,7 +351,26 @@ def main() -> None:
         },
     }
     results["speedup_vs_naive"] = round(naive_wall / erphub_wall, 2)
-    results["cost_usd_per_10k"] = {"rossum-export": cost_per_10k(last)}
+    procuros = _timed("procuros erphub run", lambda: procuros_run(args.documents, latency))
+    results["procuros"] = {
+        "api_calls": procuros["api_calls"],
+        "api_call_floor": procuros["api_call_floor"],
+        "api_calls_over_floor": round(procuros["api_calls"] / procuros["api_call_floor"], 4),
+        "api_calls_by_endpoint": procuros["api_calls_by_endpoint"],
+        "sfn_transitions_per_1000": round(procuros["transitions"] * 1000 / args.documents, 1),
+        "wall_s": round(procuros["wall_s"], 2),
+    }
+    results["cost_usd_per_10k"] = {
+        "rossum-export": cost_per_10k(last),
+        "procuros-send": cost_per_10k(procuros),
+    }
+    if "upload" not in args.skip:
+        from bench.upload_rss import measure
+
+        for label, size in (("100mb", 100 * 2**20), ("1gb", 2**30)):
+            figure = _timed(f"eBill upload of {label}", lambda size=size: measure(size))
+            results[f"upload_rss_growth_mb_{label}"] = figure["rss_growth_mb"]
+            results.setdefault("upload", {})[label] = figure
     if "imports" not in args.skip:
         results["cold_import"] = _timed("cold imports", cold_imports)
         results["cold_import_ratio_vs_boto3"] = results["cold_import"]["ratio"]
@@ -332,6 +412,14 @@ def main() -> None:
             f"${results['cost_usd_per_10k']['rossum-export']}",
             "< $0.10",
         ),
+        (
+            "procuros.api_calls / api_call_floor",
+            f"{procuros['api_calls']} / {procuros['api_call_floor']}",
+            "= 1.00",
+        ),
+        ("cost_usd_per_10k.procuros-send", f"${results['cost_usd_per_10k']['procuros-send']}", ""),
+        ("upload_rss_growth_mb_100mb", str(results.get("upload_rss_growth_mb_100mb")), "<= 64"),
+        ("upload_rss_growth_mb_1gb", str(results.get("upload_rss_growth_mb_1gb")), "<= 64"),
         ("layer_size_mb", str(results.get("layer_size_mb")), ""),
     ]
     for row in rows:

@@ -1,5 +1,8 @@
 """Builds each step's dependencies from its settings, once per warm container.
 
+Adapters and flows are imported inside the builder that needs them, so a handler's cold start
+imports only its own adapters (the Rossum SDK is not loaded by the eBill functions, and so on).
+
 Handlers call these at invocation time, not import time, so a cold start fails with a clear
 settings error and tests can swap the environment between stacks. The cache is keyed by the
 (frozen) settings, so a changed environment builds new adapters.
@@ -12,27 +15,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 
-from erphub.clients.beqom import HttpBeqomClient
-from erphub.clients.drops import S3DropFiles, SqsWorkQueue
-from erphub.clients.ebill import HttpEbillClient, ebill_auth
-from erphub.clients.erp import HttpErpGateway
-from erphub.clients.procuros import HttpProcurosClient
-from erphub.clients.rossum import SdkRossumClient
-from erphub.clients.workflows import StepFunctionsStarter
-from erphub.files import FileStore
-from erphub.flows.beqom_import import ImportDeps
-from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy, TriggerDeps
-from erphub.flows.procuros_send import SEND_ATTEMPTS, ListDeps, SendDeps
-from erphub.flows.rossum_export import FinalizeDeps, PollDeps, PushDeps
 from erphub.ledger import Ledger
 from erphub.payloads import PayloadStore
-from erphub.secrets import (
-    beqom_credentials,
-    ebill_credentials,
-    erp_credentials,
-    procuros_credentials,
-    rossum_credentials,
-)
 from erphub.settings import (
     BeqomImportSettings,
     EbillDropSettings,
@@ -56,6 +40,16 @@ from erphub.settings import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
+    from erphub.clients.ebill import HttpEbillClient
+    from erphub.clients.erp import HttpErpGateway
+    from erphub.clients.rossum import SdkRossumClient
+    from erphub.clients.workflows import StepFunctionsStarter
+    from erphub.files import FileStore
+    from erphub.flows.beqom_import import ImportDeps
+    from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy, TriggerDeps
+    from erphub.flows.procuros_send import ListDeps, SendDeps
+    from erphub.flows.rossum_export import FinalizeDeps, PollDeps, PushDeps
+
 
 @cache
 def _dynamodb(endpoint: str | None) -> DynamoDBServiceResource:
@@ -72,6 +66,9 @@ def _payloads(settings: StoreSettings) -> PayloadStore:
 
 
 def _rossum(settings: RossumSettings, http: HttpSettings) -> SdkRossumClient:
+    from erphub.clients.rossum import SdkRossumClient  # noqa: PLC0415 - imported when built
+    from erphub.secrets import rossum_credentials  # noqa: PLC0415 - imported when built
+
     credentials = rossum_credentials(
         settings.rossum_secret_arn, settings.rossum_username, settings.rossum_password
     )
@@ -87,6 +84,9 @@ def _rossum(settings: RossumSettings, http: HttpSettings) -> SdkRossumClient:
 
 
 def _erp(settings: ErpSettings, http: HttpSettings) -> HttpErpGateway:
+    from erphub.clients.erp import HttpErpGateway  # noqa: PLC0415 - imported when built
+    from erphub.secrets import erp_credentials  # noqa: PLC0415 - imported when built
+
     credentials = erp_credentials(settings.erp_secret_arn, settings.erp_api_token)
     return HttpErpGateway(
         str(settings.erp_base_url),
@@ -100,6 +100,8 @@ def _erp(settings: ErpSettings, http: HttpSettings) -> HttpErpGateway:
 
 @cache
 def _poll_deps(settings: PollSettings) -> PollDeps:
+    from erphub.flows.rossum_export import PollDeps  # noqa: PLC0415 - imported when built
+
     return PollDeps(
         rossum=_rossum(settings, settings),
         ledger=_ledger(settings),
@@ -110,6 +112,8 @@ def _poll_deps(settings: PollSettings) -> PollDeps:
 
 @cache
 def _push_deps(settings: PushSettings) -> PushDeps:
+    from erphub.flows.rossum_export import PushDeps  # noqa: PLC0415 - imported when built
+
     return PushDeps(
         concurrency=settings.erp_concurrency,
         erp=_erp(settings, settings),
@@ -119,6 +123,8 @@ def _push_deps(settings: PushSettings) -> PushDeps:
 
 @cache
 def _finalize_deps(settings: FinalizeSettings) -> FinalizeDeps:
+    from erphub.flows.rossum_export import FinalizeDeps  # noqa: PLC0415 - imported when built
+
     return FinalizeDeps(
         rossum=_rossum(settings, settings),
         ledger=_ledger(settings),
@@ -130,6 +136,8 @@ def _finalize_deps(settings: FinalizeSettings) -> FinalizeDeps:
 
 @cache
 def _starter(settings: ScheduleSettings) -> StepFunctionsStarter:
+    from erphub.clients.workflows import StepFunctionsStarter  # noqa: PLC0415 - imported when built
+
     client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
     return StepFunctionsStarter(client, settings.rossum_export_state_machine_arn)
 
@@ -164,6 +172,11 @@ def execution_starter(settings: ScheduleSettings) -> StepFunctionsStarter:
 
 @cache
 def _beqom_import_deps(settings: BeqomImportSettings) -> ImportDeps:
+    from erphub.clients.beqom import HttpBeqomClient  # noqa: PLC0415 - imported when built
+    from erphub.clients.drops import S3DropFiles, SqsWorkQueue  # noqa: PLC0415 - imported when built
+    from erphub.flows.beqom_import import ImportDeps  # noqa: PLC0415 - imported when built
+    from erphub.secrets import beqom_credentials  # noqa: PLC0415 - imported when built
+
     credentials = beqom_credentials(
         settings.beqom_secret_arn, settings.beqom_client_id, settings.beqom_client_secret
     )
@@ -198,6 +211,8 @@ def beqom_import_deps() -> ImportDeps:
 
 @cache
 def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
+    from erphub.flows.procuros_send import ListDeps  # noqa: PLC0415 - imported when built
+
     return ListDeps(
         erp=_erp(settings, settings),
         ledger=_ledger(settings),
@@ -209,6 +224,10 @@ def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
 
 @cache
 def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
+    from erphub.clients.procuros import HttpProcurosClient  # noqa: PLC0415 - imported when built
+    from erphub.flows.procuros_send import SEND_ATTEMPTS, SendDeps  # noqa: PLC0415 - imported when built
+    from erphub.secrets import procuros_credentials  # noqa: PLC0415 - imported when built
+
     credentials = procuros_credentials(settings.procuros_secret_arn, settings.procuros_api_token)
     procuros = HttpProcurosClient(
         str(settings.procuros_base_url),
@@ -232,6 +251,8 @@ def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
 
 @cache
 def _procuros_starter(settings: ProcurosScheduleSettings) -> StepFunctionsStarter:
+    from erphub.clients.workflows import StepFunctionsStarter  # noqa: PLC0415 - imported when built
+
     client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
     return StepFunctionsStarter(client, settings.procuros_send_state_machine_arn)
 
@@ -256,6 +277,9 @@ def procuros_execution_starter() -> StepFunctionsStarter:
 
 def ebill_client(settings: EbillSettings, http: HttpSettings) -> HttpEbillClient:
     """An eBill client with the configured credentials and auth scheme (not cached)."""
+    from erphub.clients.ebill import HttpEbillClient, ebill_auth  # noqa: PLC0415 - imported when built
+    from erphub.secrets import ebill_credentials  # noqa: PLC0415 - imported when built
+
     credentials = ebill_credentials(
         settings.ebill_secret_arn, settings.ebill_username, settings.ebill_password
     )
@@ -276,10 +300,14 @@ def ebill_client(settings: EbillSettings, http: HttpSettings) -> HttpEbillClient
 
 
 def _files(endpoint: str | None) -> FileStore:
+    from erphub.files import FileStore  # noqa: PLC0415 - imported when built
+
     return FileStore(boto3.client("s3", endpoint_url=endpoint))
 
 
 def _poll_policy(settings: EbillPollSettings) -> PollPolicy:
+    from erphub.flows.ebill_upload import PollPolicy  # noqa: PLC0415 - imported when built
+
     return PollPolicy(
         initial_seconds=settings.ebill_poll_initial_seconds,
         max_seconds=settings.ebill_poll_max_seconds,
@@ -289,6 +317,9 @@ def _poll_policy(settings: EbillPollSettings) -> PollPolicy:
 
 @cache
 def _ebill_trigger_deps(settings: EbillTriggerSettings) -> TriggerDeps:
+    from erphub.clients.workflows import StepFunctionsStarter  # noqa: PLC0415 - imported when built
+    from erphub.flows.ebill_upload import TriggerDeps  # noqa: PLC0415 - imported when built
+
     client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
     return TriggerDeps(
         starter=StepFunctionsStarter(client, settings.ebill_upload_state_machine_arn),
@@ -299,6 +330,8 @@ def _ebill_trigger_deps(settings: EbillTriggerSettings) -> TriggerDeps:
 
 @cache
 def _ebill_drop_deps(settings: EbillDropSettings) -> DropDeps:
+    from erphub.flows.ebill_upload import DropDeps  # noqa: PLC0415 - imported when built
+
     return DropDeps(
         ledger=_ledger(settings),
         files=_files(settings.aws_endpoint_url),
@@ -308,6 +341,8 @@ def _ebill_drop_deps(settings: EbillDropSettings) -> DropDeps:
 
 @cache
 def _ebill_deps(settings: EbillStepSettings) -> EbillDeps:
+    from erphub.flows.ebill_upload import EbillDeps  # noqa: PLC0415 - imported when built
+
     return EbillDeps(
         ebill=ebill_client(settings, settings),
         ledger=_ledger(settings),
