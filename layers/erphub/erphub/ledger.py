@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -137,52 +137,18 @@ class Ledger:
         A new document starts CLAIMED; a known one keeps its status, so the next step can see
         what happened to it before (a push whose outcome is unknown, an accepted invoice...).
         """
-        epoch, iso = self._now()
-        names = {"#status": "status", "#history": "history"}
-        values: dict[str, Any] = {
-            ":owner": owner,
-            ":now": epoch,
-            ":until": epoch + lease_seconds,
-            ":flow": flow,
-            ":doc": document_id,
-            ":iso": iso,
-            ":claimed": Status.CLAIMED.value,
-            ":zero": 0,
-            ":empty": [],
-            ":event": [HistoryEvent(at=iso, status="CLAIM", run=owner).model_dump()],
-        }
-        sets = [
-            "flow = :flow",
-            "documentId = :doc",
-            "leaseOwner = :owner",
-            "leaseUntil = :until",
-            "updatedAt = :iso",
-            "createdAt = if_not_exists(createdAt, :iso)",
-            "#status = if_not_exists(#status, :claimed)",
-            "attempts = if_not_exists(attempts, :zero)",
-            "#history = list_append(if_not_exists(#history, :empty), :event)",
-        ]
-        if attributes:
-            sets.append("#attrs = :attrs")
-            names["#attrs"] = "attributes"
-            values[":attrs"] = dict(attributes)
-        try:
-            response = self._table.update_item(
-                Key={"pk": self.key(flow, document_id)},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR attribute_not_exists(leaseOwner)"
-                    " OR leaseOwner = :owner OR leaseUntil < :now"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return None
-            raise
-        return Entry.model_validate(_plain(response["Attributes"]))
+        item = self._take_lease(
+            flow,
+            document_id,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            attributes=attributes,
+            status="if_not_exists(#status, :status)",
+            status_value=Status.CLAIMED,
+            attempts="if_not_exists(attempts, :zero)",
+            return_values="ALL_NEW",
+        )
+        return None if item is None else Entry.model_validate(_plain(item))
 
     def claim_to_send(
         self,
@@ -200,7 +166,6 @@ class Ledger:
         the ledger knew before comes back in :attr:`Claimed.previous`: no read is needed.
         """
         epoch, iso = self._now()
-        event = HistoryEvent(at=iso, status="CLAIM", run=owner).model_dump()
         # Most documents are new: one plain conditional put is the cheapest claim.
         first: dict[str, Any] = {
             "pk": self.key(flow, document_id),
@@ -212,7 +177,7 @@ class Ledger:
             "createdAt": iso,
             "status": Status.PUSHING.value,
             "attempts": 1,
-            "history": [event],
+            "history": [HistoryEvent(at=iso, status="CLAIM", run=owner).model_dump()],
         }
         if attributes:
             first["attributes"] = dict(attributes)
@@ -223,6 +188,36 @@ class Ledger:
                 raise
         else:
             return Claimed(previous=None)
+        old = self._take_lease(
+            flow,
+            document_id,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            attributes=attributes,
+            status=":status",
+            status_value=Status.PUSHING,
+            attempts="if_not_exists(attempts, :zero) + :one",
+            return_values="ALL_OLD",
+        )
+        if old is None:
+            return None
+        return Claimed(previous=Entry.model_validate(_plain(old)) if old else None)
+
+    def _take_lease(
+        self,
+        flow: str,
+        document_id: str,
+        *,
+        owner: str,
+        lease_seconds: int,
+        attributes: Mapping[str, str] | None,
+        status: str,
+        status_value: Status,
+        attempts: str,
+        return_values: Literal["ALL_NEW", "ALL_OLD"],
+    ) -> dict[str, Any] | None:
+        """The conditional update behind both claims; None if another run holds the lease."""
+        epoch, iso = self._now()
         names = {"#status": "status", "#history": "history"}
         values: dict[str, Any] = {
             ":owner": owner,
@@ -231,12 +226,13 @@ class Ledger:
             ":flow": flow,
             ":doc": document_id,
             ":iso": iso,
-            ":status": Status.PUSHING.value,
+            ":status": status_value.value,
             ":zero": 0,
-            ":one": 1,
             ":empty": [],
-            ":event": [event],
+            ":event": [HistoryEvent(at=iso, status="CLAIM", run=owner).model_dump()],
         }
+        if ":one" in attempts:
+            values[":one"] = 1
         sets = [
             "flow = :flow",
             "documentId = :doc",
@@ -244,8 +240,8 @@ class Ledger:
             "leaseUntil = :until",
             "updatedAt = :iso",
             "createdAt = if_not_exists(createdAt, :iso)",
-            "#status = :status",
-            "attempts = if_not_exists(attempts, :zero) + :one",
+            f"#status = {status}",
+            f"attempts = {attempts}",
             "#history = list_append(if_not_exists(#history, :empty), :event)",
         ]
         if attributes:
@@ -262,14 +258,13 @@ class Ledger:
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
+                ReturnValues=return_values,
             )
         except ClientError as error:
             if _is_conditional_failure(error):
                 return None
             raise
-        old = response.get("Attributes")
-        return Claimed(previous=Entry.model_validate(_plain(old)) if old else None)
+        return dict(response.get("Attributes", {}))
 
     def record(
         self,
@@ -455,6 +450,48 @@ class Ledger:
                     found[entry.document_id] = entry
                 request = dict(response.get("UnprocessedKeys") or {})
         return found
+
+    def unleased(self, flow: str, status: Status, *, within_seconds: int) -> Iterator[Entry]:
+        """Entries of ``flow`` left in ``status`` that no run holds, updated in the last
+        ``within_seconds``: what a run that stopped between a side effect and its record leaves.
+
+        One query on the byFlow index, bounded to the recent entries of the flow.
+        """
+        epoch, _ = self._now()
+        since = datetime.fromtimestamp(epoch - within_seconds, UTC)
+        kwargs: dict[str, Any] = {
+            "IndexName": "byFlow",
+            "KeyConditionExpression": "flow = :flow AND updatedAt >= :since",
+            "FilterExpression": (
+                "#status = :status AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
+            ),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":flow": flow,
+                ":since": since.isoformat(timespec="milliseconds"),
+                ":status": status.value,
+                ":now": epoch,
+            },
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield Entry.model_validate(_plain(item))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def held_elsewhere(self, entry: Entry, owner: str) -> bool:
+        """Whether a claim by ``owner`` would fail now: another run holds ``entry``'s lease.
+
+        The claims' own condition, evaluated without writing (dry runs).
+        """
+        epoch, _ = self._now()
+        return (
+            entry.lease_owner is not None
+            and entry.lease_owner != owner
+            and (entry.lease_until or 0) >= epoch
+        )
 
     def entries(self, flow: str | None = None) -> Iterator[Entry]:
         """Every entry (of one flow, newest first, if given)."""
