@@ -1,32 +1,37 @@
 """Mapping a Rossum annotation (the export's datapoint tree) to the canonical :class:`Invoice`.
 
-The schema ids are those of Rossum's standard invoice schema. Every problem is collected, so the
-operator sees all of them at once in Rossum, each naming the field it came from.
+Which datapoint feeds which invoice field is configuration: a mapping file
+(``mappings/rossum-invoice.yaml`` by default, written for Rossum's standard invoice schema; see
+:mod:`erphub.mapfile`). Every problem is collected, so the operator sees all of them at once in
+Rossum, each naming the field it came from.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from erphub.errors import BadInputError
-from erphub.models import (
-    Datapoint,
-    ExportedAnnotation,
-    Invoice,
-    InvoiceLine,
-    Multivalue,
-    Supplier,
-    TupleNode,
-)
+from erphub.mapengine import apply
+from erphub.mapfile import MappingSpec, Target, load, packaged
+from erphub.models import Datapoint, ExportedAnnotation, Invoice, Multivalue, TupleNode
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Sequence
 
-LINE_ITEMS = "line_items"
+__all__ = ["TARGET", "MappingError", "default_mapping", "load_mapping", "to_invoice"]
+
+#: What a Rossum mapping file produces.
+TARGET = Target(
+    kind="rossum-invoice",
+    model=Invoice,
+    description="the invoice",
+    default_file="rossum-invoice.yaml",
+    reserved={
+        "externalReference": "is set by erphub (rossum:<annotation id>), it cannot be mapped",
+    },
+)
 
 
 class MappingError(BadInputError):
@@ -37,132 +42,74 @@ class MappingError(BadInputError):
         self.problems = problems
 
 
-def _header_datapoints(annotation: ExportedAnnotation) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for section in annotation.content:
-        for child in section.children:
-            if isinstance(child, Datapoint) and child.schema_id not in values:
-                values[child.schema_id] = (child.value or "").strip()
-    return values
+class _Row:
+    """One tuple of a multivalue: its datapoints by schema id; problems say ``line <n>``."""
+
+    def __init__(self, values: dict[str, str], number: int) -> None:
+        self._values = values
+        self._number = number
+
+    def get(self, path: str) -> Any:
+        return self._values.get(path)
+
+    def rows(self, path: str) -> Sequence[_Row] | None:
+        return None
+
+    def name(self, path: str) -> str:
+        return f"line {self._number} {path}"
 
 
-def _line_items(annotation: ExportedAnnotation) -> Iterator[dict[str, str]]:
-    for section in annotation.content:
-        for child in section.children:
-            if isinstance(child, Multivalue) and child.schema_id == LINE_ITEMS:
-                for row in child.children:
-                    if isinstance(row, TupleNode):
-                        yield {dp.schema_id: (dp.value or "").strip() for dp in row.children}
+class _Annotation:
+    """The datapoints directly under the sections (the first of each schema id) and the tuples
+    of every multivalue, by schema id."""
+
+    def __init__(self, annotation: ExportedAnnotation) -> None:
+        self._values: dict[str, str] = {}
+        self._tables: dict[str, list[_Row]] = {}
+        for section in annotation.content:
+            for child in section.children:
+                if isinstance(child, Datapoint):
+                    self._values.setdefault(child.schema_id, child.value or "")
+                elif isinstance(child, Multivalue):
+                    rows = self._tables.setdefault(child.schema_id, [])
+                    for row in child.children:
+                        if isinstance(row, TupleNode):
+                            cells = {dp.schema_id: dp.value or "" for dp in row.children}
+                            rows.append(_Row(cells, len(rows) + 1))
+
+    def get(self, path: str) -> Any:
+        return self._values.get(path)
+
+    def rows(self, path: str) -> Sequence[_Row] | None:
+        return self._tables.get(path)
+
+    def name(self, path: str) -> str:
+        return path
 
 
-class _Reader:
-    """Reads typed values out of flat datapoints, collecting the problems."""
-
-    def __init__(self, values: dict[str, str], where: str = "") -> None:
-        self.values = values
-        self.where = where
-        self.problems: list[str] = []
-
-    def text(self, schema_id: str, *, required: bool = True) -> str | None:
-        value = self.values.get(schema_id) or None
-        if value is None and required:
-            self.problems.append(f"{self.where}{schema_id}: missing")
-        return value
-
-    def decimal(self, schema_id: str, *, required: bool = True) -> Decimal | None:
-        raw = self.text(schema_id, required=required)
-        if raw is None:
-            return None
-        try:
-            value = Decimal(raw.replace(" ", ""))
-        except InvalidOperation:
-            self.problems.append(f"{self.where}{schema_id}: {raw!r} is not a number")
-            return None
-        if not value.is_finite():
-            self.problems.append(f"{self.where}{schema_id}: {raw!r} is not a number")
-            return None
-        return value
-
-    def date(self, schema_id: str, *, required: bool = True) -> date | None:
-        raw = self.text(schema_id, required=required)
-        if raw is None:
-            return None
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            self.problems.append(f"{self.where}{schema_id}: {raw!r} is not a date (YYYY-MM-DD)")
-            return None
+def default_mapping() -> MappingSpec:
+    """The packaged mapping for Rossum's standard invoice schema."""
+    return packaged(TARGET)
 
 
-def _money(value: Decimal | None) -> Decimal | None:
-    return None if value is None else value.quantize(Decimal("0.01"))
+def load_mapping(location: str | None) -> MappingSpec:
+    """The mapping at ``location``: empty for the default, ``ssm:/name`` or a file path."""
+    return load(location, TARGET)
 
 
-def _lines(annotation: ExportedAnnotation, problems: list[str]) -> list[InvoiceLine]:
-    lines: list[InvoiceLine] = []
-    for number, row in enumerate(_line_items(annotation), start=1):
-        reader = _Reader(row, where=f"line {number} ")
-        description = reader.text("item_description", required=False) or ""
-        quantity = reader.decimal("item_quantity", required=False) or Decimal(1)
-        unit_price = reader.decimal("item_amount_base")
-        rate = reader.decimal("item_rate", required=False)
-        amount = reader.decimal("item_total_base", required=False)
-        if amount is None and unit_price is not None:
-            amount = quantity * unit_price
-        problems += reader.problems
-        if unit_price is not None and amount is not None:
-            lines.append(
-                InvoiceLine(
-                    description=description,
-                    quantity=quantity,
-                    unit_price=unit_price,
-                    tax_rate=rate,
-                    amount=_money(amount) or Decimal(0),
-                )
-            )
-    return lines
+def to_invoice(annotation: ExportedAnnotation, mapping: MappingSpec | None = None) -> Invoice:
+    """The invoice an annotation describes, by ``mapping`` (default: :func:`default_mapping`).
 
-
-def to_invoice(annotation: ExportedAnnotation) -> Invoice:
-    """The invoice an annotation describes; raises :class:`MappingError` naming every problem."""
-    reader = _Reader(_header_datapoints(annotation))
-    number = reader.text("document_id")
-    issued = reader.date("date_issue")
-    due = reader.date("date_due", required=False)
-    currency = reader.text("currency")
-    total = reader.decimal("amount_total")
-    net = reader.decimal("amount_total_base", required=False)
-    tax = reader.decimal("amount_total_tax", required=False)
-    supplier_name = reader.text("sender_name")
-    vat_id = reader.text("sender_vat_id")
-    iban = reader.text("iban", required=False)
-    order = reader.text("order_id", required=False)
-    # Invoices often print only two of the three amounts.
-    if net is None and total is not None and tax is not None:
-        net = total - tax
-    if tax is None and total is not None and net is not None:
-        tax = total - net
-    if net is None:
-        reader.problems.append("amount_total_base: missing (and amount_total_tax too)")
-    problems = reader.problems
-    lines = _lines(annotation, problems)
-    if problems:
-        raise MappingError(problems)
+    Raises :class:`MappingError` naming every problem.
+    """
+    mapping = mapping or default_mapping()
+    source = _Annotation(annotation)
+    mapped = apply(mapping.section(), source, trim=mapping.trim)
+    if mapped.problems:
+        raise MappingError(mapped.problems)
     try:
-        return Invoice(
-            external_reference=f"rossum:{annotation.id}",
-            supplier=Supplier(name=supplier_name or "", vat_id=vat_id or "", iban=iban),
-            invoice_number=number or "",
-            issue_date=issued or date.min,
-            due_date=due,
-            currency=(currency or "").upper(),
-            net_amount=_money(net) or Decimal(0),
-            tax_amount=_money(tax) or Decimal(0),
-            total_amount=_money(total) or Decimal(0),
-            purchase_order=order,
-            lines=lines,
+        return Invoice.model_validate(
+            {**mapped.values, "externalReference": f"rossum:{annotation.id}"}
         )
     except ValidationError as error:
-        raise MappingError(
-            [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        ) from None
+        raise MappingError(mapped.explain(error, source.name)) from None

@@ -1,8 +1,10 @@
 """Mapping an ERP outgoing document to the Procuros transaction of its type.
 
 The ERP's ``document`` holds its own fields (parties with GLN/VAT ids, dates, lines with GTIN,
-quantities, prices, tax rates). This module turns them into the Procuros v2 ``content`` of an
-INVOICE, ORDER_RESPONSE, SHIPPING_NOTICE or CREDIT_NOTE. It is pure: no I/O, no clock.
+quantities, prices, tax rates). A mapping file (``mappings/erp-outgoing.yaml`` by default, see
+:mod:`erphub.mapfile`) says where each of erphub's trade document fields is in it; this module
+turns the trade document into the Procuros v2 ``content`` of an INVOICE, ORDER_RESPONSE,
+SHIPPING_NOTICE or CREDIT_NOTE. It is pure: no I/O, no clock.
 
 Only an ERP document that cannot be read at all (a date that is not a date, a quantity that is
 not a number) is a :class:`MappingError`. A readable document that lacks something Procuros
@@ -24,22 +26,27 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from erphub.errors import BadInputError
+from erphub.mapengine import SourceError, apply
+from erphub.mapfile import MappingSpec, Target, load, packaged
 from erphub.models import CamelModel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from erphub.models import OutgoingDocument
 
 __all__ = [
     "IDENTIFIER_FIELDS",
     "SUPPORTED_TYPES",
+    "TARGET",
     "ErpLine",
     "ErpParty",
     "ErpTradeDocument",
     "MappingError",
     "ProcurosTransaction",
+    "default_mapping",
     "identifier_of",
+    "load_mapping",
     "procuros_datetime",
     "to_transaction",
 ]
@@ -459,24 +466,91 @@ _MAPPERS: dict[str, Callable[[str, ErpTradeDocument], dict[str, Any]]] = {
 }
 
 
-def _problems(error: ValidationError) -> list[str]:
-    return [
-        f"document.{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
-    ]
+#: What an ERP outgoing document mapping file produces.
+TARGET = Target(
+    kind="erp-outgoing",
+    model=ErpTradeDocument,
+    description="the trade document",
+    default_file="erp-outgoing.yaml",
+    types=SUPPORTED_TYPES,
+)
 
 
-def to_transaction(document: OutgoingDocument) -> ProcurosTransaction:
-    """The Procuros transaction for an ERP outgoing document (its ``number`` is the identifier).
+class _ErpFields:
+    """The ERP's ``document`` (or one item of a list in it), read by dotted paths."""
+
+    def __init__(self, fields: Any, prefix: str = "document.") -> None:
+        self._fields = fields
+        self._prefix = prefix
+
+    def get(self, path: str) -> Any:
+        value = self._fields
+        walked: list[str] = []
+        for part in path.split("."):
+            if value is None:
+                return None
+            if not isinstance(value, dict):
+                raise SourceError(self.name(".".join(walked)), f"{value!r} is not an object")
+            value = value.get(part)
+            walked.append(part)
+        return value
+
+    def rows(self, path: str) -> Sequence[_ErpFields] | None:
+        items = self.get(path)
+        if items is None:
+            return None
+        if not isinstance(items, list):
+            raise SourceError(self.name(path), f"{items!r} is not a list")
+        return [
+            _ErpFields(item, f"{self._prefix}{path}.{index}.") for index, item in enumerate(items)
+        ]
+
+    def name(self, path: str) -> str:
+        return f"{self._prefix}{path}".rstrip(".")
+
+
+def default_mapping() -> MappingSpec:
+    """The packaged mapping for the ERP contract's outgoing documents."""
+    return packaged(TARGET)
+
+
+def load_mapping(location: str | None) -> MappingSpec:
+    """The mapping at ``location``: empty for the default, ``ssm:/name`` or a file path."""
+    return load(location, TARGET)
+
+
+def to_trade_document(
+    document: OutgoingDocument, mapping: MappingSpec | None = None
+) -> ErpTradeDocument:
+    """The trade document an ERP outgoing document describes, by ``mapping``.
 
     Raises :class:`MappingError`, naming the document and every unreadable field.
     """
-    mapper = _MAPPERS.get(document.type)
-    if mapper is None:
+    if document.type not in _MAPPERS:
         known = ", ".join(sorted(_MAPPERS))
         msg = f"{document.id}: type {document.type!r} is not one erphub sends ({known})"
         raise MappingError([msg])
+    mapping = mapping or default_mapping()
+    source = _ErpFields(document.document)
+    mapped = apply(mapping.section(document.type), source, trim=mapping.trim)
+    if mapped.problems:
+        raise MappingError([f"{document.id}: {problem}" for problem in mapped.problems])
     try:
-        erp = ErpTradeDocument.model_validate(document.document)
+        return ErpTradeDocument.model_validate(mapped.values)
     except ValidationError as error:
-        raise MappingError([f"{document.id}: {p}" for p in _problems(error)]) from None
-    return ProcurosTransaction(type=document.type, content=mapper(document.number, erp))
+        problems = mapped.explain(error, source.name)
+        raise MappingError([f"{document.id}: {problem}" for problem in problems]) from None
+
+
+def to_transaction(
+    document: OutgoingDocument, mapping: MappingSpec | None = None
+) -> ProcurosTransaction:
+    """The Procuros transaction for an ERP outgoing document (its ``number`` is the identifier).
+
+    ``mapping`` defaults to :func:`default_mapping`. Raises :class:`MappingError`, naming the
+    document and every unreadable field.
+    """
+    erp = to_trade_document(document, mapping)
+    return ProcurosTransaction(
+        type=document.type, content=_MAPPERS[document.type](document.number, erp)
+    )

@@ -1,0 +1,261 @@
+"""Dry runs of the two scheduled flows against in-memory ports and a moto ledger: the steps read
+and report, and write nothing anywhere but their report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from erphub.clients.erp import Accepted, Rejected, Valid
+from erphub.dryrun import DryRunSummary
+from erphub.errors import TransientError
+from erphub.flows import procuros_send
+from erphub.flows import rossum_export as flow
+from erphub.ledger import Ledger, Status
+from erphub.models import FinalizeRequest, Invoice, PollRequest, PushRequest
+from erphub.payloads import PayloadStore
+from erphub.settings import RejectPolicy
+from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
+from tests.unit.test_procuros_send_flow import FakeErpOutgoing
+
+QUEUE = 7
+NOW = 1_800_000_000.0
+
+
+class ValidatingErp(FakeErp):
+    """The fake ERP with the contract's side-effect-free validation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.validations: list[str] = []
+        self.down = False
+
+    def validate_invoice(self, invoice: Invoice) -> Valid | Accepted | Rejected:
+        self.validations.append(invoice.external_reference)
+        if self.down:
+            msg = "ERP POST /invoices/validate: HTTP 503"
+            raise TransientError(msg)
+        if invoice.external_reference in self.invoices:
+            return Accepted(erp_id=f"INV-{invoice.external_reference}", already_existed=True)
+        if invoice.supplier.vat_id not in self.known:
+            return Rejected(
+                reasons=[f"supplier.vatId: unknown supplier VAT id {invoice.supplier.vat_id}"]
+            )
+        return Valid()
+
+
+class World:
+    def __init__(self) -> None:
+        self.rossum = FakeRossum()
+        self.erp = ValidatingErp()
+        self.table = boto3.resource("dynamodb").Table(create_table_from_template())
+        self.ledger = Ledger(self.table, clock=lambda: NOW)
+        boto3.client("s3").create_bucket(
+            Bucket="payloads", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        self.payloads = PayloadStore(boto3.client("s3"), "payloads")
+        self.policy = RejectPolicy.FAILED_EXPORT
+
+    def run(self, run_id: str, *, dry_run: bool) -> Any:
+        poll = flow.poll_confirmed(
+            PollRequest(queue_id=QUEUE, run_id=run_id, dry_run=dry_run),
+            flow.PollDeps(self.rossum, self.ledger, self.payloads, 900),
+        )
+        pushes = [
+            flow.push_to_erp(
+                PushRequest(queue_id=QUEUE, run_id=run_id, chunk_key=c.key, dry_run=dry_run),
+                flow.PushDeps(self.erp, self.payloads),
+            )
+            for c in poll.chunks
+        ]
+        result = flow.finalize(
+            FinalizeRequest(queue_id=QUEUE, run_id=run_id, chunks=pushes, dry_run=dry_run),
+            flow.FinalizeDeps(self.rossum, self.ledger, self.payloads, self.policy, 3),
+        )
+        return poll, result
+
+    def report(self, summary: DryRunSummary) -> dict[str, dict[str, Any]]:
+        report = self.payloads.get_json(summary.report_key)
+        return {d["documentId"]: d for d in report["documents"]}
+
+    def ledger_items(self) -> list[dict[str, Any]]:
+        return self.table.scan()["Items"]
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        yield World()
+
+
+def test_a_dry_run_writes_nothing_but_its_report(world: World) -> None:
+    for i in range(1, 151):
+        world.rossum.add(QUEUE, i, valid_header(f"N{i}", vat="DE111" if i % 10 else "XX999"))
+
+    poll, summary = world.run("dry-1", dry_run=True)
+
+    assert (poll.claimed, [c.count for c in poll.chunks]) == (150, [100, 50])
+    assert isinstance(summary, DryRunSummary)
+    assert (summary.accepted, summary.rejected, summary.sends) == (135, 15, 135)
+    assert summary.report_key == f"rossum-export/{QUEUE}/dry-1/dry-run-report.json"
+    assert world.ledger_items() == []
+    assert world.rossum.export_calls == world.rossum.failed_export_calls == []
+    assert world.erp.creates == [] and len(world.erp.validations) == 150
+    documents = world.report(summary)
+    assert documents["10"]["reasons"] == [
+        "ERP rejected the invoice: supplier.vatId: unknown supplier VAT id XX999"
+    ]
+    assert documents["10"]["action"] == (
+        "would be moved to failed_export, its reasons shown in Rossum"
+    )
+    assert documents["1"]["payload"]["invoiceNumber"] == "N1"
+
+    _, real = world.run("real-1", dry_run=False)
+    assert (real.exported, real.failed_export) == (135, 15)
+
+
+def test_it_predicts_from_what_the_ledger_knows(world: World) -> None:
+    for i in (1, 2, 3):
+        world.rossum.add(QUEUE, i, valid_header(f"N{i}"))
+    world.run("real-1", dry_run=False)  # 1..3 exported
+    world.rossum.annotations[1]["status"] = "confirmed"  # offered again
+    world.rossum.add(QUEUE, 4, valid_header("N4"))
+    world.rossum.add(QUEUE, 5, valid_header("N5"))
+    world.ledger.claim(flow.FLOW, "5", owner="another-run", lease_seconds=600)
+
+    poll, summary = world.run("dry-2", dry_run=True)
+
+    assert (poll.claimed, poll.leased_elsewhere) == (2, 1)
+    documents = world.report(summary)
+    assert documents["1"]["verdict"] == "accepted" and not documents["1"]["sends"]
+    assert documents["1"]["action"] == (
+        "already in the ERP as INV-rossum:1; would be moved to exported"
+    )
+    assert documents["4"]["sends"]
+    assert world.erp.validations == ["rossum:4"]  # only what a real run would create
+
+
+def test_two_invoices_of_one_run_with_the_same_number_cannot_both_be_booked(
+    world: World,
+) -> None:
+    world.rossum.add(QUEUE, 1, valid_header("N-1"))
+    world.rossum.add(QUEUE, 2, valid_header("N-2"))
+    world.rossum.add(QUEUE, 3, valid_header("N-1"))
+    _, summary = world.run("dry-1", dry_run=True)
+    documents = world.report(summary)
+    assert [documents[i]["verdict"] for i in "123"] == ["accepted", "accepted", "rejected"]
+    assert (
+        "invoice number N-1 of supplier DE111 is also on annotation 1 of this run"
+        in (documents["3"]["reasons"][0])
+    )
+
+
+def test_the_reject_policy_decides_the_predicted_action(world: World) -> None:
+    world.policy = RejectPolicy.KEEP_CONFIRMED
+    world.rossum.add(QUEUE, 1, valid_header("N1", vat="XX999"))
+    _, summary = world.run("dry-1", dry_run=True)
+    assert world.report(summary)["1"]["action"] == "would stay confirmed (rejection 1 of 3)"
+
+
+def test_an_unreadable_annotation_is_rejected_with_its_fields(world: World) -> None:
+    world.rossum.add(QUEUE, 1, valid_header("N1") | {"date_issue": "yesterday"})
+    _, summary = world.run("dry-1", dry_run=True)
+    document = world.report(summary)["1"]
+    assert document["reasons"] == [
+        "cannot read the invoice: date_issue: 'yesterday' is not a date (YYYY-MM-DD)"
+    ]
+    assert "payload" not in document and world.erp.validations == []
+
+
+def test_an_erp_that_is_down_fails_the_dry_run_chunk_for_a_retry(world: World) -> None:
+    for i in range(1, 5):
+        world.rossum.add(QUEUE, i, valid_header(f"N{i}"))
+    world.erp.down = True
+    with pytest.raises(TransientError, match="ERP unavailable: 4 of 4 validations failed"):
+        world.run("dry-1", dry_run=True)
+    assert world.ledger_items() == []
+
+
+def test_a_dry_run_is_named_apart_from_the_real_run_of_its_tick() -> None:
+    class Starter:
+        def __init__(self) -> None:
+            self.started: dict[str, Any] = {}
+
+        def start(self, name: str, payload: Any) -> str:
+            self.started[name] = payload
+            return name
+
+    tick = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    starter = Starter()
+    flow.start_scheduled_exports([1001], tick, starter)
+    flow.start_scheduled_exports([1001], tick, starter, dry_run=True)
+    procuros_send.start_scheduled_send(tick, starter, dry_run=True)
+    assert starter.started == {
+        "rossum-1001-20261121T120000Z": {"queueId": 1001, "dryRun": False},
+        "rossum-1001-20261121T120000Z-dry-run": {"queueId": 1001, "dryRun": True},
+        "procuros-send-20261121T120000Z-dry-run": {"dryRun": True},
+    }
+
+
+# --- Procuros ------------------------------------------------------------------------------------
+
+
+def test_the_procuros_dry_run_reports_without_claiming_or_sending(world: World) -> None:
+    erp = FakeErpOutgoing()
+    for doc_id in ("A", "B", "C", "D", "E"):
+        erp.add(doc_id)
+    erp.docs["B"]["document"]["lines"][0]["quantity"] = "twelve"
+    del erp.docs["C"]["document"]["orderNumber"]
+    erp.add("F", "ORDER")
+    world.ledger.claim(procuros_send.FLOW, "D", owner="other", lease_seconds=600)
+    world.ledger.claim(procuros_send.FLOW, "E", owner="old", lease_seconds=0)
+    world.ledger.record(
+        procuros_send.FLOW,
+        "E",
+        owner="old",
+        status=Status.PUSHED,
+        external_id="tx-1",
+        release=True,
+    )
+    world.ledger.claim(procuros_send.FLOW, "C", owner="old", lease_seconds=0)
+    world.ledger.record(
+        procuros_send.FLOW, "C", owner="old", status=Status.REJECTED, count_attempt=True
+    )
+    world.ledger.record(
+        procuros_send.FLOW, "C", owner="old", status=Status.AWAITING_CORRECTION, release=True
+    )
+    before = world.ledger_items()
+
+    result = procuros_send.list_pending(
+        procuros_send.ListRequest(run_id="dry-1", dry_run=True),
+        procuros_send.ListDeps(
+            erp, world.ledger, world.payloads, 900, frozenset({"INVOICE"}), error_report_after=2
+        ),
+    )
+
+    assert (result.claimed, result.chunks, result.leased_elsewhere) == (0, [], 1)
+    assert result.other_types == 1
+    assert result.dry_run is not None
+    assert (result.dry_run.accepted, result.dry_run.rejected, result.dry_run.sends) == (2, 2, 1)
+    assert world.ledger_items() == before
+    assert erp.patches == []
+    documents = world.report(result.dry_run)
+    assert documents["A"]["sends"] and documents["A"]["payload"]["type"] == "INVOICE"
+    assert documents["B"]["reasons"] == [
+        "cannot read the ERP document: B: document.lines.0.quantity: 'twelve' is not a number"
+    ]
+    assert documents["C"]["reasons"] == [
+        "Procuros 422 (by the schema of the send body): content.header.orderIdentifier: is required"
+    ]
+    assert documents["C"]["action"].endswith(
+        "(failed attempt 2); would be reported to Procuros (POST /v2/errors)"
+    )
+    assert documents["E"]["action"] == (
+        "Procuros holds it (recorded in the ledger): only the ERP status would be set to"
+        " TRANSMITTED"
+    )
