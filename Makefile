@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test check lint types fmt clean requirements
+.PHONY: help demo test reliability check lint types fmt clean requirements
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ demo: $(STAMP) ## run the Rossum -> ERP export on the local stack and simulators
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest -q
+
+reliability: $(STAMP) ## crash, fault and bad-input scenarios R1-R12: duplicates=0, lost=0
+	$(BIN)/python -m pytest -q tests/reliability
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
