@@ -10,6 +10,7 @@ import boto3
 from samtranslator.yaml_helper import yaml_parse
 
 from erphub.clients.erp import Accepted, Rejected
+from erphub.clients.rossum import AnnotationState
 from erphub.errors import TransientError
 from erphub.models import Invoice
 
@@ -101,6 +102,16 @@ class FakeRossum:
     def mark_failed_export(self, annotation_id: int, message: str) -> None:
         self.failed_export_calls.append((annotation_id, message))
         self.annotations[annotation_id]["status"] = "failed_export"
+
+    def annotation_states(self, annotation_ids: Sequence[int]) -> dict[int, AnnotationState]:
+        messages = dict(self.failed_export_calls)
+        return {
+            i: AnnotationState(
+                str(self.annotations[i]["status"]), (messages[i],) if i in messages else ()
+            )
+            for i in annotation_ids
+            if i in self.annotations
+        }
 
 
 class FakeErp:

@@ -1,4 +1,8 @@
-"""EventBridge schedule -> one Procuros send execution, named after the tick."""
+"""EventBridge schedule -> one Procuros send execution, named after the tick.
+
+An event whose ``detail`` is ``{"dryRun": true}`` (sent by hand, or by
+``erphub local run procuros-send --dry-run``) starts a dry run instead: it changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -20,4 +24,6 @@ if TYPE_CHECKING:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Start the execution of this schedule tick (named after it, so a repeat starts none)."""
     tick = parse(event=event, model=EventBridgeModel)
-    return {"executions": start_scheduled_send(tick.time, procuros_execution_starter())}
+    dry_run = isinstance(tick.detail, dict) and tick.detail.get("dryRun") is True
+    starter = procuros_execution_starter()
+    return {"executions": start_scheduled_send(tick.time, starter, dry_run=dry_run)}

@@ -1,4 +1,8 @@
-"""EventBridge schedule -> one Rossum export execution per configured queue."""
+"""EventBridge schedule -> one Rossum export execution per configured queue.
+
+An event whose ``detail`` is ``{"dryRun": true}`` (sent by hand, or by
+``erphub local run rossum-export --dry-run``) starts dry runs instead: they change nothing.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Start the executions of this schedule tick (named after it, so a repeat starts none)."""
     tick = parse(event=event, model=EventBridgeModel)
+    dry_run = isinstance(tick.detail, dict) and tick.detail.get("dryRun") is True
     settings = schedule_settings()
-    started = start_scheduled_exports(settings.queue_ids, tick.time, execution_starter(settings))
+    started = start_scheduled_exports(
+        settings.queue_ids, tick.time, execution_starter(settings), dry_run=dry_run
+    )
     return {"executions": started}

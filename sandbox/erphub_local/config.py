@@ -42,6 +42,9 @@ PARAMETERS = {
     "EBILL_POLL_INITIAL_SECONDS": "EbillPollInitialSeconds",
     "EBILL_POLL_MAX_SECONDS": "EbillPollMaxSeconds",
     "EBILL_POLL_DEADLINE_SECONDS": "EbillPollDeadlineSeconds",
+    # an SSM parameter name holding a mapping file (see erphub.mapfile)
+    "ROSSUM_MAPPING_PARAMETER": "RossumMappingParameter",
+    "PROCUROS_MAPPING_PARAMETER": "ProcurosMappingParameter",
 }
 #: secret logical id -> {secret field: environment variable}
 SECRETS = {
@@ -58,6 +61,9 @@ PASSTHROUGH = (
     "HTTP_BACKOFF_SECONDS",
     "HTTP_MAX_RETRY_AFTER_SECONDS",
     "LOG_LEVEL",
+    # a mapping file path (or ssm:/name), overriding the template's parameter locally
+    "ROSSUM_MAPPING",
+    "PROCUROS_MAPPING",
 )
 
 

@@ -81,12 +81,20 @@ def default_sections(per_queue: int = 130, invalid_ratio: float = 0.10) -> list[
     """The sections `erphub demo` runs, in order: one per flow."""
     from erphub_local.demos.beqom_import import BeqomImportDemo  # noqa: PLC0415
     from erphub_local.demos.ebill_upload import EbillUploadDemo  # noqa: PLC0415
+    from erphub_local.demos.operations import OperationsDemo  # noqa: PLC0415
     from erphub_local.demos.procuros_send import ProcurosSendDemo  # noqa: PLC0415
     from erphub_local.demos.rossum_export import RossumExportDemo  # noqa: PLC0415
 
     rossum = RossumExportDemo(per_queue=per_queue, invalid_ratio=invalid_ratio)
     # One ERP behind both ERP flows, as in a real deployment.
-    return [rossum, ProcurosSendDemo(rossum.erp), EbillUploadDemo(), BeqomImportDemo()]
+    sections: list[DemoSection] = [
+        rossum,
+        ProcurosSendDemo(rossum.erp),
+        EbillUploadDemo(),
+        BeqomImportDemo(),
+    ]
+    # Last: what an operator sees of everything the flows did (erphub show, erphub report).
+    return [*sections, OperationsDemo()]
 
 
 def run_demo(console: Console, sections: list[DemoSection]) -> DemoReport:

@@ -110,6 +110,7 @@ def test_contract_file_is_valid_openapi_3() -> None:
     assert document["openapi"].startswith("3.0")
     assert set(document["paths"]) == {
         "/invoices",
+        "/invoices/validate",
         "/outgoing-documents",
         "/outgoing-documents/{id}",
     }

@@ -142,12 +142,20 @@ def test_an_intrinsic_replaces_a_global_map_as_a_whole() -> None:
             "Table: intrinsic function Fn::ImportValue is not supported",
         ),
         (
-            template(Conditions={"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}}),
-            "the Conditions section is not supported",
+            template({"Table": {"Type": "AWS::DynamoDB::Table", "Condition": "IsProd"}}),
+            "Table: Condition 'IsProd' is not in the Conditions section",
         ),
         (
-            template({"Table": {"Type": "AWS::DynamoDB::Table", "Condition": "IsProd"}}),
-            "Table: Condition is not supported",
+            template(Conditions={"InEu": {"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]}}),
+            "condition InEu: conditions may only Ref parameters, not 'AWS::Region'",
+        ),
+        (
+            template(Conditions={"Listed": {"Fn::Contains": [["a"], {"Ref": "Stage"}]}}),
+            "condition Listed: condition function Fn::Contains is not supported",
+        ),
+        (
+            template(Conditions={"A": {"Condition": "B"}, "B": {"Fn::Not": [{"Condition": "A"}]}}),
+            "circular reference A -> B -> A",
         ),
         (
             template(
@@ -212,3 +220,61 @@ def test_every_asl_variable_of_the_real_template_is_substituted() -> None:
             real.base_dir / machine.properties["DefinitionUri"], names, machine.logical_id
         )
         assert "${" not in definition
+
+
+CONDITIONS = {
+    "IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
+    "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]},
+    "ProdWithIds": {
+        "Fn::And": [{"Condition": "IsProd"}, {"Fn::Not": [{"Fn::Equals": [{"Ref": "Ids"}, ""]}]}]
+    },
+    "AnyLease": {"Fn::Or": [{"Fn::Equals": [{"Ref": "Lease"}, "900"]}, {"Condition": "IsProd"}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        ("dev", {"IsProd": False, "NotProd": True, "ProdWithIds": False, "AnyLease": True}),
+        ("prod", {"IsProd": True, "NotProd": False, "ProdWithIds": True, "AnyLease": True}),
+    ],
+)
+def test_conditions_are_evaluated_with_the_parameter_values(
+    stage: str, expected: dict[str, bool]
+) -> None:
+    assert load(template(Conditions=CONDITIONS), Stage=stage).conditions == expected
+
+
+def test_a_resource_or_output_whose_condition_is_false_is_left_out() -> None:
+    doc = template(
+        {
+            "Table": {"Type": "AWS::DynamoDB::Table"},
+            "ProdTopic": {"Type": "AWS::SNS::Topic", "Condition": "IsProd"},
+            "DevTopic": {"Type": "AWS::SNS::Topic", "Condition": "NotProd"},
+        },
+        Conditions=CONDITIONS,
+        Outputs={
+            "ProdTopicArn": {"Condition": "IsProd", "Value": {"Ref": "ProdTopic"}},
+            "TableName": {"Value": {"Ref": "Table"}},
+        },
+    )
+    dev = load(doc)
+    assert set(dev.resources) == {"Table", "DevTopic"}
+    assert set(dev.outputs) == {"TableName"}
+    prod = load(doc, Stage="prod")
+    assert set(prod.resources) == {"Table", "ProdTopic"}
+    assert set(prod.outputs) == {"ProdTopicArn", "TableName"}
+    # As in CloudFormation, a resource that is left out cannot be referenced.
+    with pytest.raises(TemplateError, match="Ref to unknown parameter or resource 'ProdTopic'"):
+        resolver(doc).resolve({"Ref": "ProdTopic"}, "where")
+
+
+@pytest.mark.parametrize(("email", "subscribed"), [("", False), ("ops@example.com", True)])
+def test_the_real_template_subscribes_the_alert_email_only_when_one_is_given(
+    email: str, subscribed: bool
+) -> None:
+    real = Template.load(REPO / "template.yaml", {"AlertEmail": email})
+    assert real.conditions["HasAlertEmail"] is subscribed
+    subscriptions = real.of_type("AWS::SNS::Subscription")
+    expected = ["AlertEmailSubscription"] if subscribed else []
+    assert [s.logical_id for s in subscriptions] == expected

@@ -654,4 +654,4 @@ def test_one_execution_per_tick_named_after_it() -> None:
     assert list(first) == ["procuros-send-20261121T121500Z"]
     assert first["procuros-send-20261121T121500Z"] is not None
     assert again == {"procuros-send-20261121T121500Z": None}
-    assert starter.started == {"procuros-send-20261121T121500Z": {}}
+    assert starter.started == {"procuros-send-20261121T121500Z": {"dryRun": False}}

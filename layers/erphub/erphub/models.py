@@ -155,6 +155,8 @@ class PollRequest(CamelModel):
 
     queue_id: int
     run_id: str = Field(min_length=1, max_length=80)
+    #: read and report only: claim nothing, send nothing (see erphub.dryrun)
+    dry_run: bool = False
 
 
 class PollResult(CamelModel):
@@ -174,6 +176,7 @@ class PushRequest(CamelModel):
     queue_id: int
     run_id: str
     chunk_key: str
+    dry_run: bool = False
 
 
 class PushResult(CamelModel):
@@ -193,6 +196,7 @@ class FinalizeRequest(CamelModel):
     queue_id: int
     run_id: str
     chunks: list[PushResult]
+    dry_run: bool = False
 
 
 class FinalizeResult(CamelModel):

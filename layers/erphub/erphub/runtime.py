@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 import boto3
 
 from erphub.ledger import Ledger
+from erphub.mapping import load_mapping as rossum_mapping
 from erphub.payloads import PayloadStore
+from erphub.procuros_mapping import load_mapping as procuros_mapping
 from erphub.settings import (
     BeqomImportSettings,
     EbillDropSettings,
@@ -118,6 +120,7 @@ def _push_deps(settings: PushSettings) -> PushDeps:
         concurrency=settings.erp_concurrency,
         erp=_erp(settings, settings),
         payloads=_payloads(settings),
+        mapping=rossum_mapping(settings.rossum_mapping),
     )
 
 
@@ -219,6 +222,8 @@ def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
         payloads=_payloads(settings),
         lease_seconds=settings.lease_seconds,
         document_types=settings.document_types,
+        mapping=procuros_mapping(settings.procuros_mapping),
+        error_report_after=settings.procuros_error_report_after,
     )
 
 
@@ -246,6 +251,7 @@ def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
         send_attempts=min(settings.http_max_attempts, SEND_ATTEMPTS),
         retry_wait_seconds=settings.http_backoff_seconds,
         max_wait_seconds=settings.http_max_retry_after_seconds,
+        mapping=procuros_mapping(settings.procuros_mapping),
     )
 
 

@@ -75,11 +75,28 @@ class ExportPolicySettings(_Base):
     reject_attempts: int = Field(default=3, ge=1)
 
 
+class MappingSettings(_Base):
+    """Where the mapping files come from: empty (or ``ssm:``) for the packaged defaults,
+    ``ssm:/parameter/name`` for SSM Parameter Store, else a file path (see erphub.mapfile)."""
+
+    rossum_mapping: str = Field(default="", max_length=2048)
+    procuros_mapping: str = Field(default="", max_length=2048)
+
+    @field_validator("rossum_mapping", "procuros_mapping")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("ssm:") and any(ch.isspace() for ch in value):
+            msg = f"an SSM parameter name has no spaces: {value!r}"
+            raise ValueError(msg)
+        return value
+
+
 class PollSettings(StoreSettings, HttpSettings, RossumSettings, ExportPolicySettings):
     """Settings of the poll step."""
 
 
-class PushSettings(StoreSettings, HttpSettings, ErpSettings, ExportPolicySettings):
+class PushSettings(StoreSettings, HttpSettings, ErpSettings, ExportPolicySettings, MappingSettings):
     """Settings of the push step."""
 
     erp_concurrency: int = Field(default=8, ge=1, le=64)
@@ -172,12 +189,19 @@ class ProcurosPolicySettings(_Base):
         return frozenset(self.procuros_document_types.split(","))
 
 
-class ProcurosListSettings(StoreSettings, HttpSettings, ErpSettings, ProcurosPolicySettings):
+class ProcurosListSettings(
+    StoreSettings, HttpSettings, ErpSettings, ProcurosPolicySettings, MappingSettings
+):
     """Settings of the step that lists and claims the ERP's pending outgoing documents."""
 
 
 class ProcurosSendSettings(
-    StoreSettings, HttpSettings, ErpSettings, ProcurosSettings, ProcurosPolicySettings
+    StoreSettings,
+    HttpSettings,
+    ErpSettings,
+    ProcurosSettings,
+    ProcurosPolicySettings,
+    MappingSettings,
 ):
     """Settings of the step that sends one chunk to Procuros and updates the ERP."""
 

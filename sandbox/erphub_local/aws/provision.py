@@ -579,6 +579,11 @@ class _Provisioner:
             return _Created(name, {"Arn": f"{prefix.format('cloudwatch')}:alarm:{name}"})
         if r.type == "AWS::CloudWatch::Dashboard":
             return _Created(self.physical_name(r, "DashboardName"))
+        if r.type == "AWS::KMS::Key":
+            # Nothing is encrypted locally; the key id is stable per stack and logical id.
+            key_id = f"{self.stack.name}-{r.logical_id}"
+            arn = f"{prefix.format('kms')}:key/{key_id}"
+            return _Created(key_id, {"Arn": arn, "KeyId": key_id})
         return _Created(r.logical_id)
 
     def _function(self, r: Resource) -> _Created:

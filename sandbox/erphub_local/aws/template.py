@@ -1,16 +1,18 @@
 """Read a SAM template the way CloudFormation would, for the local stack.
 
 Only what the local stack can honour is accepted. Anything else (an unknown resource type, an
-intrinsic function or section that is not implemented here, Conditions) raises
-:class:`TemplateError` naming the resource and the construct, so template drift breaks the demo
-and the tests instead of being silently ignored.
+intrinsic function or section that is not implemented here) raises :class:`TemplateError` naming
+the resource and the construct, so template drift breaks the demo and the tests instead of being
+silently ignored. Simple Conditions (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or`` and
+``Condition`` on parameters) are evaluated once the parameters are known: a resource or output
+whose condition is false is left out, as CloudFormation does; ``Fn::If`` is not supported.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -57,6 +59,7 @@ NO_OP_TYPES: Final = frozenset(
         "AWS::Logs::LogGroup",
         "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Dashboard",
+        "AWS::KMS::Key",
     }
 )
 SUPPORTED_TYPES: Final = CREATED_TYPES | NO_OP_TYPES
@@ -72,6 +75,7 @@ _TOP_LEVEL: Final = frozenset(
         "Metadata",
         "Parameters",
         "Mappings",
+        "Conditions",
         "Globals",
         "Resources",
         "Outputs",
@@ -110,6 +114,8 @@ class Template:
     resources: dict[str, Resource]
     outputs: dict[str, Any]
     mappings: dict[str, Any]
+    #: each condition of the Conditions section, evaluated with the parameter values
+    conditions: dict[str, bool] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -133,21 +139,25 @@ class Template:
         resources_doc = doc.get("Resources")
         if not isinstance(resources_doc, dict) or not resources_doc:
             raise TemplateError("the template has no Resources")
+        parameters = _resolve_parameters(doc.get("Parameters") or {}, overrides or {})
+        conditions = _evaluate_conditions(doc.get("Conditions") or {}, parameters)
         globals_doc = _check_globals(doc.get("Globals") or {})
         resources: dict[str, Resource] = {}
         for logical_id, body in resources_doc.items():
-            resources[logical_id] = _resource(logical_id, body, globals_doc)
-        outputs = doc.get("Outputs") or {}
-        for name, output in outputs.items():
-            if "Condition" in output:
-                raise TemplateError(f"output {name}: Condition is not supported locally")
-            _check_intrinsics(output, f"output {name}")
+            if _included(body, conditions, logical_id):
+                resources[logical_id] = _resource(logical_id, body, globals_doc)
+        outputs = {}
+        for name, output in (doc.get("Outputs") or {}).items():
+            if _included(output, conditions, f"output {name}"):
+                _check_intrinsics(output, f"output {name}")
+                outputs[name] = output
         return cls(
             path=path,
-            parameters=_resolve_parameters(doc.get("Parameters") or {}, overrides or {}),
+            parameters=parameters,
             resources=resources,
             outputs=outputs,
             mappings=doc.get("Mappings") or {},
+            conditions=conditions,
         )
 
     def of_type(self, resource_type: str) -> list[Resource]:
@@ -156,8 +166,6 @@ class Template:
 
 
 def _check_top_level(doc: dict[str, Any]) -> None:
-    if "Conditions" in doc:
-        raise TemplateError("the Conditions section is not supported locally")
     unknown = sorted(set(doc) - _TOP_LEVEL)
     if unknown:
         raise TemplateError(f"unsupported template section(s): {', '.join(unknown)}")
@@ -181,13 +189,77 @@ def _resource(logical_id: str, body: Any, globals_doc: dict[str, dict[str, Any]]
     resource_type = body["Type"]
     if resource_type not in SUPPORTED_TYPES:
         raise TemplateError(f"{logical_id}: resource type {resource_type} is not supported locally")
-    if "Condition" in body:
-        raise TemplateError(f"{logical_id}: Condition is not supported locally")
     properties = body.get("Properties") or {}
     _check_intrinsics(properties, logical_id)
     if resource_type in globals_doc:
         properties = merge_globals(globals_doc[resource_type], properties)
     return Resource(logical_id, resource_type, properties)
+
+
+def _included(body: Any, conditions: Mapping[str, bool], where: str) -> bool:
+    """Whether a resource or output is in the stack: its ``Condition`` is true, or it has none."""
+    if not isinstance(body, dict) or "Condition" not in body:
+        return True
+    name = body["Condition"]
+    if not isinstance(name, str) or name not in conditions:
+        raise TemplateError(f"{where}: Condition {name!r} is not in the Conditions section")
+    return conditions[name]
+
+
+def _evaluate_conditions(
+    declared: Any, parameters: Mapping[str, str | list[str]]
+) -> dict[str, bool]:
+    """Every condition's value; conditions may name each other (``Condition``), not in a cycle."""
+    if not isinstance(declared, dict):
+        raise TemplateError("the Conditions section must be a mapping")
+    conditions = _Conditions(declared, parameters)
+    return {name: conditions.value(name, "Conditions") for name in declared}
+
+
+class _Conditions:
+    """Evaluates the Conditions section, each condition once."""
+
+    def __init__(self, declared: dict[str, Any], parameters: Mapping[str, str | list[str]]) -> None:
+        self._declared = declared
+        self._parameters = parameters
+        self._values: dict[str, bool] = {}
+        self._evaluating: list[str] = []
+
+    def value(self, name: Any, where: str) -> bool:
+        if not isinstance(name, str) or name not in self._declared:
+            raise TemplateError(f"{where}: unknown condition {name!r}")
+        if name not in self._values:
+            if name in self._evaluating:
+                cycle = " -> ".join([*self._evaluating[self._evaluating.index(name) :], name])
+                raise TemplateError(f"condition {name}: circular reference {cycle}")
+            self._evaluating.append(name)
+            self._values[name] = self._evaluate(self._declared[name], f"condition {name}")
+            self._evaluating.pop()
+        return self._values[name]
+
+    def _operand(self, value: Any, where: str) -> str:
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            ref = value["Ref"]
+            if not isinstance(ref, str) or ref not in self._parameters:
+                raise TemplateError(f"{where}: conditions may only Ref parameters, not {ref!r}")
+            resolved = self._parameters[ref]
+            return ",".join(resolved) if isinstance(resolved, list) else resolved
+        return _scalar_text(value, where)
+
+    def _evaluate(self, expression: Any, where: str) -> bool:
+        if not (isinstance(expression, dict) and len(expression) == 1):
+            raise TemplateError(f"{where}: expected one condition function, got {expression!r}")
+        function, args = next(iter(expression.items()))
+        if function == "Condition":
+            return self.value(args, where)
+        if function == "Fn::Equals" and isinstance(args, list) and len(args) == 2:
+            return self._operand(args[0], where) == self._operand(args[1], where)
+        if function == "Fn::Not" and isinstance(args, list) and len(args) == 1:
+            return not self._evaluate(args[0], where)
+        if function in {"Fn::And", "Fn::Or"} and isinstance(args, list) and 2 <= len(args) <= 10:
+            results = [self._evaluate(arg, where) for arg in args]
+            return all(results) if function == "Fn::And" else any(results)
+        raise TemplateError(f"{where}: condition function {function} is not supported locally")
 
 
 def _check_intrinsics(value: Any, where: str) -> None:

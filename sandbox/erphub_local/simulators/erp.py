@@ -1,7 +1,8 @@
 """An ERP simulator implementing erphub's own ERP contract (``contracts/erp-openapi.yaml``).
 
 Invoices are validated the way a strict ERP would (known supplier, unique invoice number per
-supplier, totals that add up, booked currencies) and are unique per ``externalReference``.
+supplier, totals that add up, booked currencies) and are unique per ``externalReference``;
+``POST /invoices/validate`` runs the same checks and books nothing.
 Outgoing documents are listed with cursor pagination and updated with the Procuros status.
 """
 
@@ -198,6 +199,7 @@ class ErpSimulator(Simulator):
         app.register_error_handler(HTTPException, self._on_http_error)
         app.add_url_rule("/invoices", view_func=self._create_invoice, methods=["POST"])
         app.add_url_rule("/invoices", view_func=self._find_invoices, methods=["GET"])
+        app.add_url_rule("/invoices/validate", view_func=self._validate_invoice, methods=["POST"])
         app.add_url_rule("/outgoing-documents", view_func=self._list_outgoing)
         app.add_url_rule(
             "/outgoing-documents/<doc_id>",
@@ -235,25 +237,38 @@ class ErpSimulator(Simulator):
 
     # ================================================================= invoices
 
+    def _check_invoice(self, data: JsonDict) -> None:
+        """What ``POST /invoices`` refuses (409, 422), raised; called with the state lock held."""
+        reference = data.get("externalReference")
+        if isinstance(reference, str) and reference:
+            existing = self._find_by_reference(reference)
+            if existing is not None and self.dedupe_external_reference:
+                raise ErpApiError(
+                    409,
+                    "duplicate_external_reference",
+                    f"An invoice with externalReference {reference!r} already exists.",
+                    extra={"id": existing["id"]},
+                )
+        problems = _shape_problems(data) or self._business_problems(data)
+        if problems:
+            raise ErpApiError(
+                422, "validation_failed", "The invoice was rejected.", details=problems
+            )
+
+    def _validate_invoice(self) -> tuple[Response, int]:
+        """``POST /invoices/validate``: the checks of a create, and nothing else."""
+        data = self._json_object()
+        with self._state_lock:
+            self._check_invoice(data)
+        return jsonify({"valid": True}), 200
+
     def _create_invoice(self) -> tuple[Response, int]:
         data = self._json_object()
         reference = data.get("externalReference")
         with self._state_lock:
             if isinstance(reference, str) and reference:
                 self._posts[reference] = self._posts.get(reference, 0) + 1
-                existing = self._find_by_reference(reference)
-                if existing is not None and self.dedupe_external_reference:
-                    raise ErpApiError(
-                        409,
-                        "duplicate_external_reference",
-                        f"An invoice with externalReference {reference!r} already exists.",
-                        extra={"id": existing["id"]},
-                    )
-            problems = _shape_problems(data) or self._business_problems(data)
-            if problems:
-                raise ErpApiError(
-                    422, "validation_failed", "The invoice was rejected.", details=problems
-                )
+            self._check_invoice(data)
             self._sequence += 1
             invoice_id = f"INV-{self._sequence:06d}"
             invoice = copy.deepcopy(data)

@@ -37,6 +37,12 @@ class Rejected(BaseModel):
     reasons: list[str]
 
 
+class Valid(BaseModel):
+    """The ERP would book the invoice (the answer of a validation, which books nothing)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class ErpGateway(Protocol):
     """What the flows need from an ERP."""
 
@@ -46,6 +52,10 @@ class ErpGateway(Protocol):
 
     def find_invoice(self, external_reference: str) -> str | None:
         """The ERP id of the invoice with this external reference, if the ERP holds one."""
+        ...
+
+    def validate_invoice(self, invoice: Invoice) -> Valid | Accepted | Rejected:
+        """What :meth:`push_invoice` would answer, without booking anything (dry runs)."""
         ...
 
 
@@ -168,6 +178,28 @@ class HttpErpGateway:
         if response.status_code in (400, 409, 422):
             return Rejected(reasons=_reasons(body, response.status_code))
         msg = f"ERP POST /invoices: unexpected HTTP {response.status_code}"
+        raise TransientError(msg)
+
+    def validate_invoice(self, invoice: Invoice) -> Valid | Accepted | Rejected:
+        """``POST /invoices/validate``: 200 valid, 409 already held, 400/422 rejected.
+
+        It books nothing, so it is retried like a read.
+        """
+        response = self._send("POST", "/invoices/validate", json=invoice.dump())
+        body = _json(response)
+        if response.status_code == 200 and body.get("valid") is True:
+            return Valid()
+        if response.status_code == 409 and body.get("error") == "duplicate_external_reference":
+            return Accepted(erp_id=str(body["id"]), already_existed=True)
+        if response.status_code in (400, 409, 422):
+            return Rejected(reasons=_reasons(body, response.status_code))
+        if response.status_code in (404, 405):
+            msg = (
+                f"ERP POST /invoices/validate: HTTP {response.status_code}; dry runs need the"
+                " ERP contract's validation endpoint"
+            )
+            raise ConfigurationError(msg)
+        msg = f"ERP POST /invoices/validate: unexpected HTTP {response.status_code}"
         raise TransientError(msg)
 
     def find_invoice(self, external_reference: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -34,6 +35,14 @@ class RossumError(ErphubError):
     """Rossum refused a request for a reason retrying will not fix."""
 
 
+@dataclass(frozen=True)
+class AnnotationState:
+    """Where an annotation stands in Rossum, and the error messages an operator sees on it."""
+
+    status: str
+    errors: tuple[str, ...] = ()
+
+
 class RossumPort(Protocol):
     """What the Rossum export flow needs from Rossum."""
 
@@ -47,6 +56,10 @@ class RossumPort(Protocol):
 
     def mark_failed_export(self, annotation_id: int, message: str) -> None:
         """Move one annotation to ``failed_export`` with ``message`` for the operator."""
+        ...
+
+    def annotation_states(self, annotation_ids: Sequence[int]) -> dict[int, AnnotationState]:
+        """The current status (and error messages) of these annotations; absent if unknown."""
         ...
 
 
@@ -122,6 +135,31 @@ class SdkRossumClient:
         }
         with _translated("switch to failed_export", annotation_id):
             self._api.request_json("PATCH", f"annotations/{annotation_id}", json=body)
+
+    def annotation_states(self, annotation_ids: Sequence[int]) -> dict[int, AnnotationState]:
+        """``GET /v1/annotations?id=...``, 100 ids per request."""
+        ids = list(dict.fromkeys(annotation_ids))
+        states: dict[int, AnnotationState] = {}
+        for start in range(0, len(ids), MAX_IDS_PER_EXPORT):
+            batch = ids[start : start + MAX_IDS_PER_EXPORT]
+            params = {
+                "id": ",".join(str(i) for i in batch),
+                "page_size": MAX_IDS_PER_EXPORT,
+                "fields": "id,url,status,messages",
+            }
+            with _translated("list annotations", batch[0]):
+                body = self._api.request_json("GET", "annotations", params=params)
+            for result in body.get("results", []):
+                annotation_id = annotation_id_from_url(str(result.get("url", "")))
+                if annotation_id is None:
+                    continue
+                errors = tuple(
+                    str(m.get("content"))
+                    for m in result.get("messages") or []
+                    if isinstance(m, dict) and m.get("type") == "error" and m.get("content")
+                )
+                states[annotation_id] = AnnotationState(str(result.get("status")), errors)
+        return states
 
     def close(self) -> None:
         """Close the connection pool."""

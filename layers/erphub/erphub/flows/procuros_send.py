@@ -12,6 +12,10 @@ so the document is sent again on the next run, and put the error's portal link i
    runs only repeat the update and never send the transaction again. A POST whose answer was
    lost is looked up in Procuros before anything is sent again, and Procuros' "Payload already
    received" is taken as proof of an earlier delivery.
+
+A dry run (``dryRun`` in the execution input) is done by the list step alone: it claims nothing,
+maps each document, checks it against the schema of the send body and writes a per-document
+report (see the last section of this module).
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from erphub.clients.procuros import (
     SendOutcome,
     Sent,
 )
+from erphub.dryrun import DryRunSummary, Preview, write_report
 from erphub.errors import BadInputError, LeaseLostError, TransientError
 from erphub.faults import checkpoint
 from erphub.ledger import Entry, Ledger, Status
+from erphub.mapfile import MappingSpec
 from erphub.models import CamelModel, ChunkRef, OutgoingDocument, OutgoingUpdate, ProcurosStatus
 from erphub.observability import MetricUnit, logger, metrics
 from erphub.payloads import PayloadStore
 from erphub.procuros_mapping import MappingError, ProcurosTransaction, identifier_of, to_transaction
+from erphub.procuros_schema import transaction_schema
 
 if TYPE_CHECKING:
     from erphub.clients.workflows import ExecutionStarter
@@ -58,6 +65,9 @@ SEND_ATTEMPTS = 2
 #: History kept per document; one refused on every run would otherwise outgrow its item.
 HISTORY_KEEP = 40
 HISTORY_TRIM_AT = 60
+#: How far back the list step looks for documents an interrupted run left PUSHED after the ERP
+#: had been told (see :func:`settle_told`).
+SETTLE_WITHIN_SECONDS = 3 * 86_400
 _MAX_REASON_CHARS = 2000
 _MAX_CONTEXT_ITEMS = 20
 
@@ -80,6 +90,8 @@ class ListRequest(CamelModel):
     """Input of the list step."""
 
     run_id: str = Field(min_length=1, max_length=80)
+    #: read and report only: claim nothing, send nothing (see erphub.dryrun)
+    dry_run: bool = False
 
 
 class ListResult(CamelModel):
@@ -92,6 +104,8 @@ class ListResult(CamelModel):
     other_types: int
     unreadable: int
     chunks: list[ChunkRef]
+    #: a dry run's summary (its report is in the payload bucket); a dry run claims nothing
+    dry_run: DryRunSummary | None = None
 
 
 class SendRequest(CamelModel):
@@ -99,6 +113,7 @@ class SendRequest(CamelModel):
 
     run_id: str = Field(min_length=1, max_length=80)
     chunk_key: str = Field(min_length=1)
+    dry_run: bool = False
 
 
 class SendResult(CamelModel):
@@ -121,17 +136,21 @@ class SendResult(CamelModel):
 # --- schedule ---------------------------------------------------------------------------------
 
 
-def execution_name(scheduled_at: datetime) -> str:
-    """One name per schedule tick, so a repeated tick starts nothing twice."""
-    return f"procuros-send-{scheduled_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+def execution_name(scheduled_at: datetime, *, dry_run: bool = False) -> str:
+    """One name per schedule tick, so a repeated tick starts nothing twice.
+
+    A dry run has a name of its own: it must never take the name a real run needs.
+    """
+    suffix = "-dry-run" if dry_run else ""
+    return f"procuros-send-{scheduled_at.astimezone(UTC):%Y%m%dT%H%M%SZ}{suffix}"
 
 
 def start_scheduled_send(
-    scheduled_at: datetime, starter: ExecutionStarter
+    scheduled_at: datetime, starter: ExecutionStarter, *, dry_run: bool = False
 ) -> dict[str, str | None]:
     """Start the send execution of this tick; execution name -> ARN (None if it existed)."""
-    name = execution_name(scheduled_at)
-    arn = starter.start(name, {})
+    name = execution_name(scheduled_at, dry_run=dry_run)
+    arn = starter.start(name, {"dryRun": dry_run})
     metrics.add_metric(name="ProcurosSendStarted", unit=MetricUnit.Count, value=1 if arn else 0)
     logger.info("send started" if arn else "send already started", extra={"execution": name})
     return {name: arn}
@@ -149,10 +168,23 @@ class ListDeps:
     payloads: PayloadStore
     lease_seconds: int
     document_types: frozenset[str]
+    #: how ERP documents become transactions (None: the packaged default); for dry runs
+    mapping: MappingSpec | None = None
+    #: failed attempts before Procuros is told (POST /v2/errors); for dry runs
+    error_report_after: int = 3
 
 
 def list_pending(request: ListRequest, deps: ListDeps) -> ListResult:
-    """Claim every outgoing document with an empty Procuros status; store them in S3 chunks."""
+    """Claim every outgoing document with an empty Procuros status; store them in S3 chunks.
+
+    A dry run claims nothing and stores no chunk: see :func:`preview_pending`.
+    """
+    if request.dry_run:
+        return preview_pending(request, deps)
+    return _claim_pending(request, deps)
+
+
+def _claim_pending(request: ListRequest, deps: ListDeps) -> ListResult:
     run = request.run_id
     chunks: list[ChunkRef] = []
     buffer: list[dict[str, Any]] = []
@@ -168,6 +200,7 @@ def list_pending(request: ListRequest, deps: ListDeps) -> ListResult:
     cursor: str | None = None
     while True:
         page = deps.erp.pending_outgoing(cursor, CHUNK_SIZE)
+        seen.update(bad.document_id for bad in page.unreadable if bad.document_id)
         for bad in page.unreadable:
             unreadable += 1
             logger.error(
@@ -206,12 +239,18 @@ def list_pending(request: ListRequest, deps: ListDeps) -> ListResult:
             break
     if buffer:
         flush()
+    settled = settle_told(run, deps, seen)
     checkpoint("procuros.after_claim")
     claimed = sum(chunk.count for chunk in chunks)
     metrics.add_metric(name="ProcurosClaimed", unit=MetricUnit.Count, value=claimed)
     logger.info(
         "list done",
-        extra={"listed": listed, "claimed": claimed, "leased_elsewhere": leased_elsewhere},
+        extra={
+            "listed": listed,
+            "claimed": claimed,
+            "leased_elsewhere": leased_elsewhere,
+            "settled": settled,
+        },
     )
     return ListResult(
         run_id=run,
@@ -222,6 +261,45 @@ def list_pending(request: ListRequest, deps: ListDeps) -> ListResult:
         unreadable=unreadable,
         chunks=chunks,
     )
+
+
+def settle_told(run: str, deps: ListDeps, pending: set[str]) -> int:
+    """Close documents an interrupted run left PUSHED although the ERP already shows the outcome.
+
+    A run that stops after the ERP took the Procuros status but before the ledger records it
+    leaves the document PUSHED, and the ERP no longer lists it as pending: no later run would see
+    it again. Once its lease has run out, a PUSHED document the ERP does not list as pending has
+    its status in the ERP, so it is done. Returns how many were closed.
+    """
+    settled = 0
+    for entry in deps.ledger.unleased(FLOW, Status.PUSHED, within_seconds=SETTLE_WITHIN_SECONDS):
+        if entry.document_id in pending:
+            continue
+        with logger.append_context_keys(correlation_id=correlation_id(entry.document_id)):
+            claimed = deps.ledger.claim(
+                FLOW, entry.document_id, owner=run, lease_seconds=deps.lease_seconds
+            )
+            if claimed is None:
+                continue  # another run took it over
+            told = claimed.status is Status.PUSHED
+            deps.ledger.record(
+                FLOW,
+                entry.document_id,
+                owner=run,
+                status=Status.EXPORTED if told else claimed.status,
+                release=True,
+                detail=(
+                    f"the ERP shows its Procuros status; run {entry.lease_owner or 'unknown'}"
+                    " stopped before recording it"
+                    if told
+                    else "released"
+                ),
+            )
+            if told:
+                settled += 1
+                logger.warning("closed after an interrupted run")
+    metrics.add_metric(name="ProcurosSettled", unit=MetricUnit.Count, value=settled)
+    return settled
 
 
 # --- 2. send ------------------------------------------------------------------------------------
@@ -245,6 +323,8 @@ class SendDeps:
     max_wait_seconds: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     today: Callable[[], date] = _today
+    #: how ERP documents become transactions (None: the packaged default)
+    mapping: MappingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -515,7 +595,7 @@ def _send_one(doc: _Document, tally: _Tally) -> None:
             _tell_erp(doc, found, tally)
             return
     try:
-        transaction = to_transaction(document)
+        transaction = to_transaction(document, deps.mapping)
     except MappingError as error:
         _unmappable(doc, error, tally)
         return
@@ -572,7 +652,12 @@ def _defer(ledger: Ledger, document_id: str, run: str, error: str) -> None:
 
 
 def send_chunk(request: SendRequest, deps: SendDeps) -> SendResult:
-    """Send one chunk of claimed documents and tell the ERP each outcome."""
+    """Send one chunk of claimed documents and tell the ERP each outcome.
+
+    A dry run's list step stores no chunks; should one reach this step, nothing is sent.
+    """
+    if request.dry_run:
+        return SendResult(chunk_key=request.chunk_key)
     documents = [
         OutgoingDocument.model_validate(raw) for raw in deps.payloads.get_json(request.chunk_key)
     ]
@@ -611,3 +696,115 @@ def send_chunk(request: SendRequest, deps: SendDeps) -> SendResult:
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=tally.counts.get(name, 0))
     logger.info("send done", extra=result.dump())
     return result
+
+
+# --- dry run ----------------------------------------------------------------------------------
+# The list step does the whole dry run: it reads the pending documents and the ledger (claiming
+# nothing), decides as :func:`_send_one` would, maps each document and checks the transaction
+# against the schema of the send body. Procuros itself is never called: it also refuses for
+# reasons only a send shows (a receiver it cannot resolve), so a transaction the schema accepts
+# "would be sent" and Procuros decides its delivery then.
+
+
+def _refusal_action(entry: Entry | None, deps: ListDeps) -> str:
+    attempts = (entry.attempts if entry else 0) + 1
+    action = f"would stay empty in the ERP for the next run (failed attempt {attempts})"
+    if entry is not None and entry.attributes.get(ERROR_REPORTED):
+        return action + "; already reported to Procuros"
+    if attempts >= deps.error_report_after:
+        return action + "; would be reported to Procuros (POST /v2/errors)"
+    return action
+
+
+def _preview_document(document: OutgoingDocument, entry: Entry | None, deps: ListDeps) -> Preview:
+    common = {"document_id": document.id, "correlation_id": correlation_id(document.id)}
+    accepted = _accepted_before(entry) if entry is not None else None
+    if accepted is not None:
+        return Preview(
+            **common,
+            verdict="accepted",
+            action=f"Procuros holds it ({accepted.how}): only the ERP status would be set to"
+            f" {accepted.status}",
+        )
+    lookup = (
+        "an earlier send was interrupted: it would be looked up in Procuros first, then "
+        if entry is not None and entry.status is Status.PUSHING
+        else ""
+    )
+    try:
+        transaction = to_transaction(document, deps.mapping)
+    except MappingError as error:
+        reasons = [f"cannot read the ERP document: {problem}" for problem in error.problems]
+        return Preview(
+            **common, verdict="rejected", action=_refusal_action(entry, deps), reasons=reasons
+        )
+    payload = {"type": transaction.type, "content": transaction.content}
+    problems = transaction_schema().problems(payload)
+    if problems:
+        return Preview(
+            **common,
+            verdict="rejected",
+            action=_refusal_action(entry, deps),
+            reasons=[f"Procuros 422 (by the schema of the send body): {p}" for p in problems],
+            payload=payload,
+        )
+    return Preview(
+        **common,
+        verdict="accepted",
+        sends=True,
+        action=f"{lookup}would be sent (POST /v2/transactions); Procuros then decides its"
+        " delivery (201 TRANSMITTED, 202 NO_ACTION, or a refusal for a receiver it cannot"
+        " resolve)",
+        payload=payload,
+    )
+
+
+def preview_pending(request: ListRequest, deps: ListDeps) -> ListResult:
+    """Dry run: what :func:`list_pending` and :func:`send_chunk` would do, as a report."""
+    previews: list[Preview] = []
+    seen: set[str] = set()
+    listed = leased_elsewhere = other_types = unreadable = 0
+    cursor: str | None = None
+    while True:
+        page = deps.erp.pending_outgoing(cursor, CHUNK_SIZE)
+        unreadable += len(page.unreadable)
+        documents = []
+        for document in page.documents:
+            if document.id not in seen:  # an ERP may repeat a document across pages
+                seen.add(document.id)
+                documents.append(document)
+        listed += len(documents)
+        wanted = [
+            d for d in documents if d.procuros_status is None and d.type in deps.document_types
+        ]
+        other_types += sum(
+            1 for d in documents if d.procuros_status is None and d.type not in deps.document_types
+        )
+        entries = deps.ledger.get_many(FLOW, (d.id for d in wanted))
+        for document in wanted:
+            entry = entries.get(document.id)
+            if entry is not None and deps.ledger.held_elsewhere(entry, request.run_id):
+                leased_elsewhere += 1
+                continue
+            previews.append(_preview_document(document, entry, deps))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    summary = write_report(
+        deps.payloads,
+        f"{FLOW}/{request.run_id}",
+        flow=FLOW,
+        run_id=request.run_id,
+        documents=previews,
+    )
+    logger.info("dry run done", extra=summary.dump())
+    return ListResult(
+        run_id=request.run_id,
+        listed=listed,
+        claimed=0,
+        leased_elsewhere=leased_elsewhere,
+        other_types=other_types,
+        unreadable=unreadable,
+        chunks=[],
+        dry_run=summary,
+    )

@@ -10,6 +10,9 @@
 
 Each document costs two ledger writes in a clean run (the claim and the outcome): the ledger is
 the hub's main running cost, in AWS as in the local emulation.
+
+A dry run (``dryRun`` in the execution input) takes the same three steps and changes nothing:
+see the last section of this module.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from erphub.clients.erp import Accepted, ErpGateway, Rejected
+from erphub.clients.erp import Accepted, ErpGateway, Rejected, Valid
 from erphub.clients.rossum import MAX_IDS_PER_EXPORT, RossumError, RossumPort
+from erphub.dryrun import DryRunSummary, Preview, write_report
 from erphub.errors import LeaseLostError, TransientError
 from erphub.faults import checkpoint
 from erphub.ledger import Ledger, Status
+from erphub.mapfile import MappingSpec
 from erphub.mapping import MappingError, to_invoice
 from erphub.models import (
     CamelModel,
@@ -57,6 +62,15 @@ CHUNK_SIZE = 100
 # When every push of a chunk fails for a transient reason (and there were at least this many),
 # the ERP is taken to be down: the step fails and Step Functions retries the chunk later.
 ERP_DOWN_AFTER = 3
+#: How far back the poll looks for documents an interrupted run left PUSHING after Rossum had
+#: moved them on (see :func:`settle_interrupted`).
+SETTLE_WITHIN_SECONDS = 3 * 86_400
+#: Rossum statuses that settle a document an interrupted run left PUSHING.
+_SETTLED_BY_ROSSUM = {
+    "exported": Status.EXPORTED,
+    "exporting": Status.EXPORTED,
+    "failed_export": Status.FAILED_EXPORT,
+}
 
 T = TypeVar("T")
 
@@ -74,19 +88,27 @@ def correlation_id(annotation_id: int | str) -> str:
 # --- schedule ---------------------------------------------------------------------------------
 
 
-def execution_name(queue_id: int, scheduled_at: datetime) -> str:
-    """One name per queue and schedule tick, so a repeated tick starts nothing twice."""
-    return f"rossum-{queue_id}-{scheduled_at:%Y%m%dT%H%M%SZ}"
+def execution_name(queue_id: int, scheduled_at: datetime, *, dry_run: bool = False) -> str:
+    """One name per queue and schedule tick, so a repeated tick starts nothing twice.
+
+    A dry run has a name of its own: it must never take the name a real run needs.
+    """
+    suffix = "-dry-run" if dry_run else ""
+    return f"rossum-{queue_id}-{scheduled_at:%Y%m%dT%H%M%SZ}{suffix}"
 
 
 def start_scheduled_exports(
-    queue_ids: Iterable[int], scheduled_at: datetime, starter: ExecutionStarter
+    queue_ids: Iterable[int],
+    scheduled_at: datetime,
+    starter: ExecutionStarter,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, str | None]:
     """Start one export execution per queue; execution name -> ARN (None if it existed)."""
     started: dict[str, str | None] = {}
     for queue_id in queue_ids:
-        name = execution_name(queue_id, scheduled_at)
-        started[name] = starter.start(name, {"queueId": queue_id})
+        name = execution_name(queue_id, scheduled_at, dry_run=dry_run)
+        started[name] = starter.start(name, {"queueId": queue_id, "dryRun": dry_run})
         logger.info(
             "export started" if started[name] else "export already started",
             extra={"execution": name},
@@ -129,6 +151,8 @@ class ChunkItem(CamelModel):
 
 def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
     """Claim every confirmed annotation of the queue and store the claimed ones in S3."""
+    if request.dry_run:
+        return preview_confirmed(request, deps)
     chunks: list[ChunkRef] = []
     buffer: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -175,6 +199,7 @@ def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
             flush()
     if buffer:
         flush()
+    settled = settle_interrupted(request, deps, seen)
     checkpoint("poll.after_claim")
     claimed_total = sum(chunk.count for chunk in chunks)
     metrics.add_metric(name="RossumClaimed", unit=MetricUnit.Count, value=claimed_total)
@@ -184,6 +209,7 @@ def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
             "queue": request.queue_id,
             "claimed": claimed_total,
             "leased_elsewhere": leased_elsewhere,
+            "settled": settled,
         },
     )
     return PollResult(
@@ -194,6 +220,88 @@ def poll_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
         unreadable=unreadable,
         chunks=chunks,
     )
+
+
+def settle_interrupted(request: PollRequest, deps: PollDeps, confirmed: set[int]) -> int:
+    """Record Rossum's status for documents an interrupted run of this queue left PUSHING.
+
+    A run that stops after Rossum's export call (or the switch to failed_export) but before the
+    ledger records it leaves documents PUSHING that Rossum no longer offers as confirmed: no
+    later poll would see them again. Once their lease has run out they are settled from what
+    Rossum shows. A settled document that comes back to confirmed is looked up in the ERP
+    before anything is pushed. Returns how many were settled.
+    """
+    queue = str(request.queue_id)
+    stale = {
+        int(entry.document_id): entry.lease_owner
+        for entry in deps.ledger.unleased(
+            FLOW, Status.PUSHING, within_seconds=SETTLE_WITHIN_SECONDS
+        )
+        if entry.attributes.get("queueId") == queue
+        and entry.document_id.isdigit()
+        and int(entry.document_id) not in confirmed
+    }
+    if not stale:
+        return 0
+    states = deps.rossum.annotation_states(list(stale))
+    settled = 0
+    for annotation_id, stopped_run in stale.items():
+        state = states.get(annotation_id)
+        if state is not None and state.status == "confirmed":
+            continue  # confirmed since this poll read the queue: the next poll takes it
+        document = str(annotation_id)
+        with logger.append_context_keys(correlation_id=correlation_id(annotation_id)):
+            entry = deps.ledger.claim(
+                FLOW, document, owner=request.run_id, lease_seconds=deps.lease_seconds
+            )
+            if entry is None:
+                continue  # another run took it over
+            if entry.status is not Status.PUSHING:  # recorded meanwhile: leave it as it is
+                deps.ledger.mark(
+                    FLOW, document, owner=request.run_id, status=entry.status, release=True
+                )
+                continue
+            rossum_status = state.status if state is not None else "not found"
+            status = _SETTLED_BY_ROSSUM.get(rossum_status, Status.NOT_CONFIRMED)
+            why = f"run {stopped_run or 'unknown'} stopped before recording it"
+            if status is Status.FAILED_EXPORT:
+                reasons = list(state.errors) if state and state.errors else ["failed_export"]
+                deps.ledger.mark(
+                    FLOW,
+                    document,
+                    owner=request.run_id,
+                    status=status,
+                    reasons=reasons,
+                    last_error="; ".join(reasons),
+                    release=True,
+                    detail=f"Rossum failed_export; {why}",
+                )
+            elif status is Status.EXPORTED:
+                deps.ledger.mark(
+                    FLOW,
+                    document,
+                    owner=request.run_id,
+                    status=status,
+                    release=True,
+                    detail=f"Rossum {rossum_status}; {why}",
+                )
+            else:
+                deps.ledger.mark(
+                    FLOW,
+                    document,
+                    owner=request.run_id,
+                    status=status,
+                    last_error=f"Rossum status {rossum_status}",
+                    release=True,
+                    detail=f"no longer confirmed in Rossum; {why}",
+                )
+            logger.warning(
+                "settled after an interrupted run",
+                extra={"status": status.value, "rossum_status": rossum_status},
+            )
+            settled += 1
+    metrics.add_metric(name="RossumSettled", unit=MetricUnit.Count, value=settled)
+    return settled
 
 
 # --- 2. push ----------------------------------------------------------------------------------
@@ -207,6 +315,8 @@ class PushDeps:
     payloads: PayloadStore
     #: ERP requests in flight at once
     concurrency: int = 8
+    #: how annotations become invoices (None: the packaged default)
+    mapping: MappingSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -227,15 +337,18 @@ def _prepare(item: ChunkItem, request: PushRequest, deps: PushDeps) -> DocumentO
         return DocumentOutcome(
             annotation_id=annotation_id, outcome="accepted", erp_id=prior.external_id
         )
-    # An earlier run stopped after it may have sent it: ask the ERP before sending it again.
-    if prior.status is Status.PUSHING and prior.run != request.run_id:
+    # An earlier run stopped after it may have sent it (or it was settled from Rossum's status
+    # without the ERP's id): ask the ERP before sending it again.
+    if (prior.status is Status.PUSHING and prior.run != request.run_id) or (
+        prior.status in KNOWN_TO_ERP
+    ):
         erp_id = deps.erp.find_invoice(correlation_id(annotation_id))
         if erp_id is not None:
             metrics.add_metric(name="RossumReconciled", unit=MetricUnit.Count, value=1)
             logger.info("found in the ERP after an interrupted push", extra={"erp_id": erp_id})
             return DocumentOutcome(annotation_id=annotation_id, outcome="accepted", erp_id=erp_id)
     try:
-        invoice = to_invoice(ExportedAnnotation.model_validate(item.annotation))
+        invoice = to_invoice(ExportedAnnotation.model_validate(item.annotation), deps.mapping)
     except (MappingError, ValidationError) as error:
         problems = (
             error.problems
@@ -261,6 +374,8 @@ def push_to_erp(request: PushRequest, deps: PushDeps) -> PushResult:
     The push writes nothing to the ledger: the claim already says PUSHING, which is exactly what a
     crash at any point in here must leave behind.
     """
+    if request.dry_run:
+        return preview_push(request, deps)
     items = [ChunkItem.model_validate(raw) for raw in deps.payloads.get_json(request.chunk_key)]
     outcomes: dict[int, DocumentOutcome] = {}
     pending: list[_Pending] = []
@@ -440,8 +555,13 @@ def _fail_rejected(
         tally.failed += 1
 
 
-def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult:
-    """Tell Rossum the outcome (exported in batches of 100, failed_export one by one), record it."""
+def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult | DryRunSummary:
+    """Tell Rossum the outcome (exported in batches of 100, failed_export one by one), record it.
+
+    A dry run tells Rossum nothing: it writes the per-document report instead.
+    """
+    if request.dry_run:
+        return preview_finalize(request, deps)
     outcomes = [
         DocumentOutcome.model_validate(item)
         for chunk in request.chunks
@@ -488,3 +608,242 @@ def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult:
         no_longer_confirmed=tally.no_longer_confirmed,
         export_calls=tally.calls,
     )
+
+
+# --- dry run ----------------------------------------------------------------------------------
+# The same three steps, reading everything and changing nothing. The poll claims nothing: it
+# reads what the ledger knows, which is what a claim would have returned. The push makes the same
+# decisions (:func:`_prepare`) and asks the ERP to validate where a real run would create.
+# Finalize tells Rossum nothing and writes the per-document report (:mod:`erphub.dryrun`).
+
+DRY_RUN_READ_BATCH = 100
+
+
+def _report_prefix(queue_id: int, run_id: str) -> str:
+    return f"{FLOW}/{queue_id}/{run_id}"
+
+
+def preview_confirmed(request: PollRequest, deps: PollDeps) -> PollResult:
+    """Dry-run poll: store, in chunks, what :func:`poll_confirmed` would claim; claim nothing."""
+    chunks: list[ChunkRef] = []
+    buffer: list[dict[str, Any]] = []
+    batch: list[tuple[int, dict[str, Any]]] = []
+    seen: set[int] = set()
+    counts = {"leased_elsewhere": 0, "unreadable": 0}
+
+    def flush() -> None:
+        key = f"{_report_prefix(request.queue_id, request.run_id)}/chunk-{len(chunks):04d}.json"
+        deps.payloads.put_json(key, buffer)
+        chunks.append(ChunkRef(key=key, count=len(buffer)))
+        buffer.clear()
+
+    def decide() -> None:
+        entries = deps.ledger.get_many(FLOW, (str(i) for i, _ in batch))
+        for annotation_id, result in batch:
+            entry = entries.get(str(annotation_id))
+            if entry is not None and deps.ledger.held_elsewhere(entry, request.run_id):
+                counts["leased_elsewhere"] += 1
+                continue
+            prior = Prior(
+                status=entry.status if entry else None,
+                external_id=entry.external_id if entry else None,
+                run=entry.lease_owner if entry else None,
+            )
+            buffer.append(ChunkItem(annotation=result, prior=prior).dump())
+            if len(buffer) == CHUNK_SIZE:
+                flush()
+        batch.clear()
+
+    for result in deps.rossum.confirmed_annotations(request.queue_id):
+        annotation_id = annotation_id_from_url(str(result.get("url", "")))
+        if annotation_id is None:
+            counts["unreadable"] += 1
+            continue
+        if annotation_id not in seen:
+            seen.add(annotation_id)
+            batch.append((annotation_id, result))
+        if len(batch) == DRY_RUN_READ_BATCH:
+            decide()
+    decide()
+    if buffer:
+        flush()
+    claimable = sum(chunk.count for chunk in chunks)
+    logger.info("dry-run poll done", extra={"queue": request.queue_id, "claimable": claimable})
+    return PollResult(
+        queue_id=request.queue_id,
+        run_id=request.run_id,
+        claimed=claimable,
+        chunks=chunks,
+        **counts,
+    )
+
+
+def _preview_decided(outcome: DocumentOutcome) -> Preview:
+    """What a decision taken without the ERP's answer to a create means for the report."""
+    annotation_id = outcome.annotation_id
+    common = {"document_id": str(annotation_id), "correlation_id": correlation_id(annotation_id)}
+    if outcome.outcome == "accepted":
+        return Preview(
+            **common,
+            verdict="accepted",
+            action=f"already in the ERP as {outcome.erp_id}; would be moved to exported",
+        )
+    return Preview(**common, verdict="rejected", action="", reasons=outcome.reasons)
+
+
+def _validate(pending: _Pending, erp: ErpGateway) -> Valid | Accepted | Rejected | TransientError:
+    """One ERP validation; runs in a worker thread, so it only talks to the ERP."""
+    try:
+        return erp.validate_invoice(pending.invoice)
+    except TransientError as error:
+        return error
+
+
+def _preview_answer(
+    pending: _Pending, answer: Valid | Accepted | Rejected | TransientError
+) -> Preview:
+    annotation_id = pending.annotation_id
+    common = {
+        "document_id": str(annotation_id),
+        "correlation_id": correlation_id(annotation_id),
+        "payload": pending.invoice.dump(),
+    }
+    if isinstance(answer, TransientError):
+        return Preview(
+            **common,
+            verdict="deferred",
+            action="would be left for the next run",
+            reasons=[str(answer)],
+        )
+    if isinstance(answer, Valid):
+        return Preview(**common, verdict="accepted", sends=True, action="would be created")
+    if isinstance(answer, Accepted):
+        return Preview(
+            **common,
+            verdict="accepted",
+            action=f"already in the ERP as {answer.erp_id}; would be moved to exported",
+        )
+    reasons = [f"ERP rejected the invoice: {reason}" for reason in answer.reasons]
+    return Preview(**common, verdict="rejected", action="", reasons=reasons)
+
+
+def preview_push(request: PushRequest, deps: PushDeps) -> PushResult:
+    """Dry-run push: the decisions of :func:`push_to_erp`, with ERP validations, not creates."""
+    items = [ChunkItem.model_validate(raw) for raw in deps.payloads.get_json(request.chunk_key)]
+    previews: dict[int, Preview] = {}
+    pending: list[_Pending] = []
+    order: list[int] = []
+    for item in items:
+        annotation_id = annotation_id_from_url(str(item.annotation.get("url", ""))) or 0
+        order.append(annotation_id)
+        try:
+            decided = _prepare(item, request, deps)
+        except TransientError as error:
+            previews[annotation_id] = Preview(
+                document_id=str(annotation_id),
+                correlation_id=correlation_id(annotation_id),
+                verdict="deferred",
+                action="would be left for the next run",
+                reasons=[str(error)],
+            )
+            continue
+        if isinstance(decided, _Pending):
+            pending.append(decided)
+        else:
+            previews[annotation_id] = _preview_decided(decided)
+    with ThreadPoolExecutor(max_workers=max(1, deps.concurrency)) as pool:
+        answers = list(pool.map(lambda p: _validate(p, deps.erp), pending))
+    failures = sum(1 for answer in answers if isinstance(answer, TransientError))
+    if failures >= ERP_DOWN_AFTER and failures == len(pending):
+        msg = f"ERP unavailable: {failures} of {len(pending)} validations failed ({answers[0]})"
+        raise TransientError(msg)
+    for sent, answer in zip(pending, answers, strict=True):
+        previews[sent.annotation_id] = _preview_answer(sent, answer)
+    ordered = [previews[i] for i in order]
+    result_key = request.chunk_key.replace("/chunk-", "/result-")
+    deps.payloads.put_json(result_key, [p.dump() for p in ordered])
+    counts = {
+        kind: sum(1 for p in ordered if p.verdict == kind)
+        for kind in ("accepted", "rejected", "deferred", "skipped")
+    }
+    return PushResult(chunk_key=request.chunk_key, result_key=result_key, **counts)
+
+
+def _supplier_invoice(preview: Preview) -> tuple[str, str] | None:
+    """Supplier VAT id and invoice number of an invoice a run would create (for duplicates)."""
+    payload = preview.payload or {}
+    supplier = payload.get("supplier") or {}
+    vat, number = supplier.get("vatId"), payload.get("invoiceNumber")
+    if not (isinstance(vat, str) and isinstance(number, str)):
+        return None
+    return "".join(ch for ch in vat if ch not in " .-\t").upper(), number.strip()
+
+
+def _duplicates_within_the_run(previews: list[Preview]) -> list[Preview]:
+    """The ERP books one invoice number per supplier. Validation checks each invoice against
+    what the ERP holds, not against the others of this run: of several creates with the same
+    supplier and number, a real run books one (whichever reaches the ERP first: chunks are
+    pushed in parallel) and the ERP rejects the others. The report counts the first in Rossum's
+    order as the booked one."""
+    first: dict[tuple[str, str], str] = {}
+    checked: list[Preview] = []
+    for preview in previews:
+        key = _supplier_invoice(preview) if preview.sends else None
+        if key is None:
+            checked.append(preview)
+        elif key not in first:
+            first[key] = preview.document_id
+            checked.append(preview)
+        else:
+            reason = (
+                f"ERP rejected the invoice: invoiceNumber: invoice number {key[1]} of supplier"
+                f" {key[0]} is also on annotation {first[key]} of this run; the ERP books the"
+                " one that reaches it first and rejects the other"
+            )
+            checked.append(
+                preview.model_copy(
+                    update={"verdict": "rejected", "sends": False, "reasons": [reason]}
+                )
+            )
+    return checked
+
+
+def preview_finalize(request: FinalizeRequest, deps: FinalizeDeps) -> DryRunSummary:
+    """Dry-run finalize: what Rossum would be told about each document, written as the report."""
+    previews = _duplicates_within_the_run(
+        [
+            Preview.model_validate(item)
+            for chunk in request.chunks
+            for item in deps.payloads.get_json(chunk.result_key)
+        ]
+    )
+    rejected = [p.document_id for p in previews if p.verdict == "rejected"]
+    entries = (
+        deps.ledger.get_many(FLOW, rejected)
+        if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED
+        else {}
+    )
+    final: list[Preview] = []
+    for preview in previews:
+        if preview.verdict == "accepted" and preview.sends:
+            action = "would be created in the ERP, then moved to exported"
+        elif preview.verdict == "rejected":
+            entry = entries.get(preview.document_id)
+            attempt = (entry.attempts if entry else 0) + 1  # the claim counts one
+            if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED and attempt < deps.reject_attempts:
+                action = f"would stay confirmed (rejection {attempt} of {deps.reject_attempts})"
+            else:
+                action = "would be moved to failed_export, its reasons shown in Rossum"
+        else:
+            action = preview.action
+        final.append(preview.model_copy(update={"action": action}))
+    summary = write_report(
+        deps.payloads,
+        _report_prefix(request.queue_id, request.run_id),
+        flow=FLOW,
+        run_id=request.run_id,
+        documents=final,
+        scope={"queueId": str(request.queue_id)},
+    )
+    logger.info("dry run done", extra=summary.dump())
+    return summary
