@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test reliability check lint types fmt clean requirements
+.PHONY: help demo test reliability bench check lint types fmt clean requirements
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ test: $(STAMP) ## run the whole test suite
 
 reliability: $(STAMP) ## crash, fault and bad-input scenarios R1-R12: duplicates=0, lost=0
 	$(BIN)/python -m pytest -q tests/reliability
+
+bench: $(STAMP) ## benchmarks and the cost model -> bench/results.json (several minutes)
+	$(BIN)/python -m bench.run
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
