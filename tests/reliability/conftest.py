@@ -150,8 +150,8 @@ def figures(request: pytest.FixtureRequest) -> Recorder:
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:
     collector = config.stash[COLLECTOR]
-    if not collector.scenario_of:
-        return
+    if not (collector.figures or collector.passed or collector.failed):
+        return  # no scenario test ran
     write = terminalreporter.write_line
     write("")
     header = (
