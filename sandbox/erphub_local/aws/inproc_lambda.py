@@ -258,9 +258,28 @@ def _unroute_std_streams() -> None:
         sys.stderr = sys.stderr.fallback
 
 
+def _route_log_handlers() -> None:
+    """Point logging handlers that write to the real stdout/stderr at the routers.
+
+    Powertools' Logger keeps the ``sys.stdout`` of the moment it was created; if that was before
+    :func:`install` (a module imported early), its lines would bypass the routing.
+    """
+    routers = {
+        id(stream.fallback): stream
+        for stream in (sys.stdout, sys.stderr)
+        if isinstance(stream, _ThreadRouter)
+    }
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in routers:
+                handler.setStream(routers[id(handler.stream)])
+
+
 @contextmanager
 def _handler_output() -> Iterator[None]:
     _route_std_streams()
+    _route_log_handlers()
     _handler_thread.depth = getattr(_handler_thread, "depth", 0) + 1
     try:
         yield
