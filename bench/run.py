@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -244,7 +245,10 @@ def rossum_naive_run(n: int, latency: float) -> float:
 def _by_endpoint(calls: list[Any]) -> dict[str, int]:
     tally: dict[str, int] = {}
     for call in calls:
-        path = "/".join("{id}" if part.isdigit() else part for part in call.path.split("/"))
+        path = "/".join(
+            "{id}" if part.isdigit() or re.fullmatch(r"[A-Z]+-\d+", part) else part
+            for part in call.path.split("/")
+        )
         tally[f"{call.method} {path}"] = tally.get(f"{call.method} {path}", 0) + 1
     return dict(sorted(tally.items()))
 
