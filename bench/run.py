@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = json.loads((ROOT / "bench" / "prices.json").read_text())
@@ -58,65 +59,96 @@ def _aws_calls() -> Any:
     return AwsCalls()
 
 
-def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
-    """One erphub export of ``n`` annotations (10% rejected) with ``latency`` per request."""
+@contextmanager
+def _bench_stack(variables: dict[str, str]) -> Iterator[tuple[Any, Any]]:
+    """A local stack configured by ``variables``, with fresh invocation and AWS counters."""
     from erphub_local import config
     from erphub_local.aws import inproc_lambda
     from erphub_local.aws.stack import LocalStack
+
+    settings = config.load(variables, env_file=ROOT / ".erphub" / "none")
+    aws = _aws_calls()
+    with LocalStack(
+        config.TEMPLATE,
+        parameters=settings.parameters,
+        secret_values=settings.secret_values,
+        env_overrides=settings.env_overrides,
+        log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
+    ) as stack:
+        inproc_lambda.reset()
+        aws.clear()
+        yield stack, aws
+
+
+def _aws_figures(
+    aws: Any, transitions: int, documents: int, wru_per_write: float = 1
+) -> dict[str, Any]:
+    """What the cost model needs, from the counters of one run."""
+    from erphub_local.aws import inproc_lambda
+
+    invocations = list(inproc_lambda.INVOCATIONS)
+    return {
+        "transitions": transitions,
+        "lambda_invocations": len(invocations),
+        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
+        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
+        "dynamodb_reads": aws.get("dynamodb", "GetItem", "Query") + aws.batch_items,
+        "dynamodb_wru_per_write": wru_per_write,
+        "s3_puts": aws.get("s3", "PutObject", "UploadPart", "CreateMultipartUpload"),
+        "s3_gets": aws.get("s3", "GetObject", "HeadObject", "ListObjectVersions"),
+        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
+        "sqs_requests": aws.get(
+            "sqs", "SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage"
+        ),
+        "documents": documents,
+    }
+
+
+def _transitions(stack: Any, arns: list[str]) -> int:
+    return sum(
+        1
+        for arn in arns
+        for e in stack.execution_history(arn)
+        if e["type"].endswith("StateEntered")
+    )
+
+
+def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
+    """One erphub export of ``n`` annotations (10% rejected) with ``latency`` per request."""
     from erphub_local.runner import run_flow
     from erphub_local.seed import seed_demo
     from erphub_local.simulators import ErpSimulator, RossumSimulator
 
     with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
         seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
-        settings = config.load(_rossum_env(rossum, erp), env_file=ROOT / ".erphub" / "none")
-        aws = _aws_calls()
-        with LocalStack(
-            config.TEMPLATE,
-            parameters=settings.parameters,
-            secret_values=settings.secret_values,
-            env_overrides=settings.env_overrides,
-            log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
-        ) as stack:
-            inproc_lambda.reset()
-            aws.clear()
+        with _bench_stack(_rossum_env(rossum, erp)) as (stack, aws):
             started = time.perf_counter()
             executions = run_flow(stack, "rossum-export")
             wall = time.perf_counter() - started
             assert [e.status for e in executions] == ["SUCCEEDED"], executions
-            history = stack.execution_history(executions[0].arn)
-            invocations = list(inproc_lambda.INVOCATIONS)
             table = stack.client("dynamodb").scan(TableName=stack.stack.physical("LedgerTable"))
+            item_kb = [len(json.dumps(item)) / 1024 for item in table["Items"]]
+            figures = _aws_figures(
+                aws,
+                _transitions(stack, [e.arn for e in executions]),
+                n,
+                statistics.mean(math.ceil(kb) for kb in item_kb),
+            )
         statuses = rossum.statuses()
         accepted = sum(1 for s in statuses.values() if s == "exported")
         rejected = sum(1 for s in statuses.values() if s == "failed_export")
         assert accepted + rejected == n, (accepted, rejected)
-        api_calls = len(rossum.calls) + len(erp.calls)
-        floor = 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + n
-        item_kb = [len(json.dumps(item)) / 1024 for item in table["Items"]]
     return {
+        **figures,
         "wall_s": wall,
-        "api_calls": api_calls,
-        "api_call_floor": floor,
+        "api_calls": len(rossum.calls) + len(erp.calls),
+        "api_call_floor": 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + n,
         "api_calls_by_endpoint": _by_endpoint([*rossum.calls, *erp.calls]),
-        "transitions": sum(1 for e in history if e["type"].endswith("StateEntered")),
-        "lambda_invocations": len(invocations),
-        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
-        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
-        "dynamodb_reads": aws.get("dynamodb", "GetItem") + aws.batch_items,
-        "dynamodb_wru_per_write": statistics.mean(math.ceil(kb) for kb in item_kb),
-        "s3_puts": aws.get("s3", "PutObject"),
-        "s3_gets": aws.get("s3", "GetObject"),
-        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
-        "documents": n,
     }
 
 
 def procuros_run(n: int, latency: float) -> dict[str, Any]:
     """One Procuros send of ``n`` outgoing ERP documents (10% for an inactive partner)."""
-    from erphub_local import config
-    from erphub_local.aws import inproc_lambda
-    from erphub_local.aws.stack import LocalStack
     from erphub_local.demos.procuros_send import seed_outgoing
     from erphub_local.runner import run_flow
     from erphub_local.simulators import ErpSimulator, ProcurosSimulator
@@ -132,40 +164,19 @@ def procuros_run(n: int, latency: float) -> dict[str, Any]:
             "ERP_API_TOKEN": erp.token,
             "HTTP_BACKOFF_SECONDS": "0.05",
         }
-        settings = config.load(variables, env_file=ROOT / ".erphub" / "none")
-        aws = _aws_calls()
-        with LocalStack(
-            config.TEMPLATE,
-            parameters=settings.parameters,
-            secret_values=settings.secret_values,
-            env_overrides=settings.env_overrides,
-            log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
-        ) as stack:
-            inproc_lambda.reset()
-            aws.clear()
+        with _bench_stack(variables) as (stack, aws):
             started = time.perf_counter()
             executions = run_flow(stack, "procuros-send")
             wall = time.perf_counter() - started
             assert [e.status for e in executions] == ["SUCCEEDED"], executions
-            history = stack.execution_history(executions[0].arn)
-            invocations = list(inproc_lambda.INVOCATIONS)
+            figures = _aws_figures(aws, _transitions(stack, [e.arn for e in executions]), n)
         sent = len(seed.transmit) + len(seed.no_action)
-        api_calls = len(erp.calls) + len(procuros.calls)
     return {
+        **figures,
         "wall_s": wall,
-        "api_calls": api_calls,
+        "api_calls": len(erp.calls) + len(procuros.calls),
         "api_call_floor": 2 * sent,
         "api_calls_by_endpoint": _by_endpoint([*erp.calls, *procuros.calls]),
-        "transitions": sum(1 for e in history if e["type"].endswith("StateEntered")),
-        "lambda_invocations": len(invocations),
-        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
-        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
-        "dynamodb_reads": aws.get("dynamodb", "GetItem") + aws.batch_items,
-        "dynamodb_wru_per_write": 1,
-        "s3_puts": aws.get("s3", "PutObject"),
-        "s3_gets": aws.get("s3", "GetObject"),
-        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
-        "documents": n,
     }
 
 
@@ -177,47 +188,14 @@ def section_costs(section: Any, state_machine: str | None, documents: int) -> di
     """
     from rich.console import Console as QuietConsole
 
-    from erphub_local import config
-    from erphub_local.aws import inproc_lambda
-    from erphub_local.aws.stack import LocalStack
     from erphub_local.demo import DemoReport
 
-    with section:
-        settings = config.load(section.env(), env_file=ROOT / ".erphub" / "none")
-        aws = _aws_calls()
-        with LocalStack(
-            config.TEMPLATE,
-            parameters=settings.parameters,
-            secret_values=settings.secret_values,
-            env_overrides=settings.env_overrides,
-            log_path=ROOT / ".erphub" / "logs" / "bench-lambda.log",
-        ) as stack:
-            inproc_lambda.reset()
-            aws.clear()
-            report = DemoReport()
-            section.run(QuietConsole(quiet=True), stack, report)
-            assert report.ok, [c for c in report.checks if not c.ok]
-            transitions = 0
-            if state_machine:
-                for execution in stack.executions(state_machine):
-                    history = stack.execution_history(execution.arn)
-                    transitions += sum(1 for e in history if e["type"].endswith("StateEntered"))
-            invocations = list(inproc_lambda.INVOCATIONS)
-    return {
-        "transitions": transitions,
-        "lambda_invocations": len(invocations),
-        "lambda_seconds": sum(i.duration_ms for i in invocations) / 1000,
-        "dynamodb_writes": aws.get("dynamodb", "UpdateItem", "PutItem"),
-        "dynamodb_reads": aws.get("dynamodb", "GetItem", "Query") + aws.batch_items,
-        "dynamodb_wru_per_write": 1,
-        "s3_puts": aws.get("s3", "PutObject", "UploadPart", "CreateMultipartUpload"),
-        "s3_gets": aws.get("s3", "GetObject", "HeadObject", "ListObjectVersions"),
-        "secret_reads": aws.get("secretsmanager", "GetSecretValue"),
-        "sqs_requests": aws.get(
-            "sqs", "SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage"
-        ),
-        "documents": documents,
-    }
+    with section, _bench_stack(section.env()) as (stack, aws):
+        report = DemoReport()
+        section.run(QuietConsole(quiet=True), stack, report)
+        assert report.ok, [c for c in report.checks if not c.ok]
+        arns = [e.arn for e in stack.executions(state_machine)] if state_machine else []
+        return _aws_figures(aws, _transitions(stack, arns), documents)
 
 
 def rossum_naive_run(n: int, latency: float) -> float:
