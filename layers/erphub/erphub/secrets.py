@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -38,6 +38,9 @@ class ErpCredentials(BaseModel):
     api_token: SecretStr = Field(alias="apiToken")
 
 
+_C = TypeVar("_C", bound=BaseModel)
+
+
 @cache
 def _provider(endpoint_url: str | None) -> parameters.SecretsProvider:
     # One provider (and its cache) per endpoint: Powertools' default provider keeps the client it
@@ -63,39 +66,38 @@ def _secret_json(arn: str) -> dict[str, Any]:
     return value
 
 
+def _credentials(
+    model: type[_C], system: str, secret_arn: str | None, direct: dict[str, Any] | None, hint: str
+) -> _C:
+    """``model`` from the secret, else from ``direct`` (the environment), else a clear error."""
+    if secret_arn:
+        data = _secret_json(secret_arn)
+    elif direct:
+        data = direct
+    else:
+        raise ConfigurationError(hint)
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
+        msg = f"{system} credentials lack or have invalid: {fields}"
+        raise ConfigurationError(msg) from None
+
+
 def rossum_credentials(
     secret_arn: str | None, username: str | None, password: SecretStr | None
 ) -> RossumCredentials:
     """The Rossum user from the secret, or from ROSSUM_USERNAME/ROSSUM_PASSWORD without one."""
-    if secret_arn:
-        data: dict[str, Any] = _secret_json(secret_arn)
-    elif username and password:
-        data = {"username": username, "password": password}
-    else:
-        msg = "set ROSSUM_SECRET_ARN, or ROSSUM_USERNAME and ROSSUM_PASSWORD"
-        raise ConfigurationError(msg)
-    try:
-        return RossumCredentials.model_validate(data)
-    except ValidationError as error:
-        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
-        msg = f"Rossum credentials lack or have invalid: {fields}"
-        raise ConfigurationError(msg) from None
+    direct = {"username": username, "password": password} if username and password else None
+    hint = "set ROSSUM_SECRET_ARN, or ROSSUM_USERNAME and ROSSUM_PASSWORD"
+    return _credentials(RossumCredentials, "Rossum", secret_arn, direct, hint)
 
 
 def erp_credentials(secret_arn: str | None, api_token: SecretStr | None) -> ErpCredentials:
     """The ERP token from the secret, or from ERP_API_TOKEN without one."""
-    if secret_arn:
-        data: dict[str, Any] = _secret_json(secret_arn)
-    elif api_token:
-        data = {"apiToken": api_token}
-    else:
-        msg = "set ERP_SECRET_ARN, or ERP_API_TOKEN"
-        raise ConfigurationError(msg)
-    try:
-        return ErpCredentials.model_validate(data)
-    except ValidationError:
-        msg = "ERP credentials lack apiToken"
-        raise ConfigurationError(msg) from None
+    direct = {"apiToken": api_token} if api_token else None
+    hint = "set ERP_SECRET_ARN, or ERP_API_TOKEN"
+    return _credentials(ErpCredentials, "ERP", secret_arn, direct, hint)
 
 
 class BeqomCredentials(BaseModel):
@@ -111,19 +113,13 @@ def beqom_credentials(
     secret_arn: str | None, client_id: str | None, client_secret: SecretStr | None
 ) -> BeqomCredentials:
     """The beqom client from the secret, or from BEQOM_CLIENT_ID/BEQOM_CLIENT_SECRET without one."""
-    if secret_arn:
-        data: dict[str, Any] = _secret_json(secret_arn)
-    elif client_id and client_secret:
-        data = {"clientId": client_id, "clientSecret": client_secret}
-    else:
-        msg = "set BEQOM_SECRET_ARN, or BEQOM_CLIENT_ID and BEQOM_CLIENT_SECRET"
-        raise ConfigurationError(msg)
-    try:
-        return BeqomCredentials.model_validate(data)
-    except ValidationError as error:
-        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
-        msg = f"beqom credentials lack or have invalid: {fields}"
-        raise ConfigurationError(msg) from None
+    direct = (
+        {"clientId": client_id, "clientSecret": client_secret}
+        if client_id and client_secret
+        else None
+    )
+    hint = "set BEQOM_SECRET_ARN, or BEQOM_CLIENT_ID and BEQOM_CLIENT_SECRET"
+    return _credentials(BeqomCredentials, "beqom", secret_arn, direct, hint)
 
 
 class ProcurosCredentials(BaseModel):
@@ -138,18 +134,9 @@ def procuros_credentials(
     secret_arn: str | None, api_token: SecretStr | None
 ) -> ProcurosCredentials:
     """The Procuros token from the secret, or from PROCUROS_API_TOKEN without one."""
-    if secret_arn:
-        data: dict[str, Any] = _secret_json(secret_arn)
-    elif api_token:
-        data = {"apiToken": api_token}
-    else:
-        msg = "set PROCUROS_SECRET_ARN, or PROCUROS_API_TOKEN"
-        raise ConfigurationError(msg)
-    try:
-        return ProcurosCredentials.model_validate(data)
-    except ValidationError:
-        msg = "Procuros credentials lack apiToken"
-        raise ConfigurationError(msg) from None
+    direct = {"apiToken": api_token} if api_token else None
+    hint = "set PROCUROS_SECRET_ARN, or PROCUROS_API_TOKEN"
+    return _credentials(ProcurosCredentials, "Procuros", secret_arn, direct, hint)
 
 
 class EbillCredentials(BaseModel):
@@ -165,16 +152,6 @@ def ebill_credentials(
     secret_arn: str | None, username: str | None, password: SecretStr | None
 ) -> EbillCredentials:
     """The eBill user from the secret, or from EBILL_USERNAME/EBILL_PASSWORD without one."""
-    if secret_arn:
-        data: dict[str, Any] = _secret_json(secret_arn)
-    elif password:
-        data = {"username": username or "", "password": password}
-    else:
-        msg = "set EBILL_SECRET_ARN, or EBILL_USERNAME and EBILL_PASSWORD"
-        raise ConfigurationError(msg)
-    try:
-        return EbillCredentials.model_validate(data)
-    except ValidationError as error:
-        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
-        msg = f"eBill credentials lack or have invalid: {fields}"
-        raise ConfigurationError(msg) from None
+    direct = {"username": username or "", "password": password} if password else None
+    hint = "set EBILL_SECRET_ARN, or EBILL_USERNAME and EBILL_PASSWORD"
+    return _credentials(EbillCredentials, "eBill", secret_arn, direct, hint)
