@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -367,3 +369,42 @@ def test_server_mode_serves_the_stack_over_loopback_http(tmp_path: Path) -> None
 
     assert not (state_dir / "stack.json").exists()
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_reading_the_whole_environment_is_safe_while_handlers_change_it(
+    mini: LocalStack,
+) -> None:
+    """boto3 and httpx read the proxy settings with ``os.environ.items()`` when they create a
+    client; moto's Step Functions threads do that while a handler's variables are removed."""
+    variables = {"AWS_LAMBDA_FUNCTION_NAME": "erphub-test-Worker", "GREETING": "hello"}
+    done = threading.Event()
+
+    def handlers_come_and_go() -> None:
+        try:
+            for _ in range(20_000):
+                with inproc_lambda._environment(variables):
+                    pass
+        finally:
+            done.set()
+
+    errors: list[BaseException] = []
+    reads = 0
+    changer = threading.Thread(target=handlers_come_and_go)
+    changer.start()
+    try:
+        while not done.is_set():
+            try:
+                seen = dict(os.environ.items())
+                urllib.request.getproxies()
+                os.environ.copy()
+            except (KeyError, RuntimeError) as exc:
+                errors.append(exc)
+            else:
+                assert ("GREETING" in seen) == ("AWS_LAMBDA_FUNCTION_NAME" in seen)
+            reads += 1
+    finally:
+        changer.join()
+
+    assert reads > 0
+    assert errors == []
+    assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ

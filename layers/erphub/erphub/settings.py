@@ -6,57 +6,14 @@ message naming it instead of failing half way through a batch.
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from pydantic_settings.sources.utils import parse_env_vars
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-
-def _environ_snapshot() -> dict[str, str]:
-    """A copy of ``os.environ`` that tolerates another thread changing it meanwhile.
-
-    In Lambda the environment is fixed; where several handlers share one process (the local
-    runtime), a variable can vanish between listing the keys and reading one.
-    """
-    for _ in range(5):
-        try:
-            return dict(os.environ)
-        except (KeyError, RuntimeError):
-            continue
-    return dict(os.environ)
-
-
-class _SnapshotEnv(EnvSettingsSource):
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            _environ_snapshot(), self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _SnapshotEnv(settings_cls), dotenv_settings, file_secret_settings
 
 
 class StoreSettings(_Base):

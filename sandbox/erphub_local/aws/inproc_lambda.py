@@ -11,7 +11,8 @@ terminal; other threads keep printing to the terminal.
 Differences from AWS worth knowing:
 
 * calls are serialised by one lock (moto is not thread-safe and ``os.environ`` is shared), so
-  Map/Parallel branches run their Lambdas one at a time;
+  Map/Parallel branches run their Lambdas one at a time; while installed, ``os.environ`` reads
+  whole-environment views from consistent snapshots (see :class:`_GuardedEnviron`);
 * all functions share one interpreter, so module-level state of shared packages is shared too
   (each handler module itself is loaded once per function);
 * ``Timeout`` is reported by the context but not enforced.
@@ -39,7 +40,7 @@ from moto.awslambda.models import LambdaFunction
 from erphub.faults import InjectedCrash
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
     from types import ModuleType
 
 __all__ = [
@@ -309,19 +310,71 @@ def captured_output() -> str:
 # --- the invocation ------------------------------------------------------------------------------
 
 
+_environ_lock = threading.RLock()
+
+
+class _GuardedEnviron(os._Environ):  # type: ignore[type-arg]
+    """``os.environ`` whose changes and whole-environment reads exclude each other.
+
+    Every handler call sets, then removes, its function's variables while other threads run:
+    moto's Step Functions threads and the caller create boto3 and httpx clients, and both read
+    the proxy settings with ``os.environ.items()``. The stock mapping lists the keys first and
+    reads each one after, so a variable removed in between raises ``KeyError`` in the reader.
+    Here ``items()``, ``keys()``, ``values()`` and ``copy()`` read one consistent snapshot.
+    """
+
+    def __setitem__(self, key: str, value: str) -> None:
+        with _environ_lock:
+            super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        with _environ_lock:
+            super().__delitem__(key)
+
+    def snapshot(self) -> dict[str, str]:
+        with _environ_lock:
+            data: dict[bytes, bytes] = dict(self._data)  # type: ignore[attr-defined]
+        return {self.decodekey(k): self.decodevalue(v) for k, v in data.items()}
+
+    def copy(self) -> dict[str, str]:
+        return self.snapshot()
+
+    def items(self) -> ItemsView[str, str]:
+        return self.snapshot().items()
+
+    def keys(self) -> KeysView[str]:
+        return self.snapshot().keys()
+
+    def values(self) -> ValuesView[str]:
+        return self.snapshot().values()
+
+
+def _guard_environ() -> None:
+    os.environ.__class__ = _GuardedEnviron
+
+
+def _unguard_environ() -> None:
+    os.environ.__class__ = os._Environ
+
+
 @contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in ``os.environ``; afterwards put back exactly the keys it changed."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
+    """Set ``values`` in ``os.environ``; afterwards put back exactly the keys it changed.
+
+    Both changes are made as one step, so other threads see the environment before or after.
+    """
+    with _environ_lock:
+        previous = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
     try:
         yield
     finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with _environ_lock:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _runtime_environment(fn: LambdaFunction, spec: FunctionSpec) -> dict[str, str]:
@@ -484,6 +537,7 @@ def install(log_path: Path | None = None) -> None:
         if _original_invoke is None:
             _original_invoke = vars(LambdaFunction)["_invoke_lambda"]
             setattr(LambdaFunction, "_invoke_lambda", _invoke_lambda)  # noqa: B010
+            _guard_environ()
     _sink.open(log_path)
 
 
@@ -500,6 +554,7 @@ def uninstall() -> None:
         if _original_invoke is not None:
             setattr(LambdaFunction, "_invoke_lambda", _original_invoke)  # noqa: B010
             _original_invoke = None
+            _unguard_environ()
     _unroute_std_streams()
     _sink.close()
 
