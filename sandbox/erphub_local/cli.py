@@ -556,6 +556,8 @@ def _print_dry_run(report: dict[str, Any]) -> None:
         f" {summary.get('rejected', 0)} rejected, {summary.get('deferred', 0)} deferred,"
         f" {summary.get('skipped', 0)} skipped; {summary.get('sends', 0)} would be sent",
         title_justify="left",
+        caption=summary.get("note"),
+        caption_justify="left",
     )
     for column in ("document", "verdict", "would", "reasons"):
         table.add_column(column, overflow="fold")

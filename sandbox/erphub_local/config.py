@@ -35,6 +35,7 @@ PARAMETERS = {
     "PROCUROS_ERROR_REPORT_AFTER": "ProcurosErrorReportAfter",
     "PROCUROS_DOCUMENT_TYPES": "ProcurosDocumentTypes",
     "PROCUROS_SEND_SCHEDULE": "ProcurosSendSchedule",
+    "PROCUROS_KNOWN_PARTNERS_DAYS": "ProcurosKnownPartnersDays",
     "EBILL_BASE_URL": "EbillBaseUrl",
     "EBILL_AUTH_SCHEME": "EbillAuthScheme",
     "EBILL_AUTH_HEADER": "EbillAuthHeader",

@@ -27,7 +27,13 @@ from pydantic import SecretStr
 from erphub.clients.procuros import ErrorReport, HttpProcurosClient, NotForwarded, Refused, Sent
 from erphub.models import OutgoingDocument
 from erphub.procuros_mapping import to_transaction
-from erphub_local.demos.procuros_send import seed_outgoing
+from erphub_local.demos.procuros_send import (
+    INACTIVE_PARTNER,
+    PARTNERS,
+    SELLER,
+    UNKNOWN_BUYER,
+    seed_outgoing,
+)
 from erphub_local.simulators import ErpSimulator, ProcurosSimulator
 from tests.contract.openapi_check import HttpxOpenAPIRequest, check_exchange
 from tests.unit.test_procuros_mapping import complete_documents
@@ -146,6 +152,8 @@ def test_the_adapter_and_the_simulator_speak_the_official_spec(
     listed = list(
         client.sent_transactions("INVOICE", today - timedelta(days=1), today + timedelta(days=1))
     )
+    # every type, both directions: the demo's incoming orders and what was just sent
+    parties = client.known_parties(today - timedelta(days=365), today + timedelta(days=1))
     report_url = client.report_error(
         ErrorReport(
             error_reason="refused three times",
@@ -159,6 +167,9 @@ def test_the_adapter_and_the_simulator_speak_the_official_spec(
     assert all(isinstance(outcomes[d], Refused) and outcomes[d].error_url for d in seed.refused)
     assert duplicate.message == "Payload already received"  # type: ignore[union-attr]
     assert listed and report_url
+    glns = {party.identifier for party in parties if party.domain == "GS1"}
+    assert glns >= {p["gln"] for p in (*PARTNERS, INACTIVE_PARTNER, SELLER)}
+    assert UNKNOWN_BUYER["gln"] not in glns
     kinds = {(r.method, r.url.path, s.status_code) for r, s in recorder.exchanges}
     assert kinds >= {
         ("POST", "/v2/transactions", 201),

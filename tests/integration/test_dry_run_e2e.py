@@ -18,10 +18,10 @@ import pytest
 
 from erphub_local import config
 from erphub_local.aws.stack import Execution, LocalStack
-from erphub_local.demos.procuros_send import OutgoingSeed, seed_outgoing
+from erphub_local.demos.procuros_send import UNKNOWN_BUYER, OutgoingSeed, seed_outgoing
 from erphub_local.runner import dry_run_reports, run_flow
 from erphub_local.seed import DemoSeed, seed_demo
-from erphub_local.simulators import ErpSimulator, ProcurosSimulator, RossumSimulator
+from erphub_local.simulators import ErpSimulator, Fault, ProcurosSimulator, RossumSimulator
 from erphub_local.simulators.base import Call, Simulator
 
 pytestmark = pytest.mark.integration
@@ -202,13 +202,54 @@ def test_a_dry_run_changes_nothing_and_predicts_the_procuros_send(hub: Hub) -> N
         doc_id: "accepted" if hub.erp.outgoing(doc_id)["procurosStatus"] else "rejected"
         for doc_id in hub.outgoing.pending
     }
-    # Procuros refuses a receiver it cannot resolve only when it is sent a transaction: the dry
-    # run cannot see that (Procuros has no read-only check of trade partners). Every other
-    # outcome is predicted.
+    # Procuros refuses a receiver it cannot resolve only when it is sent a transaction; the dry
+    # run predicts it from the parties its transaction history names (GET only).
+    assert predicted == actual
+    assert split(predicted) == split(actual) == {"accepted": 105, "rejected": 15}
+    assert summary["sends"] == 109  # the 105 accepted and the 4 for an unknown buyer
+    assert "note" not in summary
+    assert report["scope"]["receiverCheck"] == (
+        "against the 8 party identifiers named by Procuros transactions in the last 365 days"
+    )
     unresolvable = {d for d, why in hub.outgoing.refused.items() if why == "unknown_buyer"}
-    assert {d for d in actual if actual[d] != predicted[d]} == unresolvable
-    assert split(actual) == {"accepted": 105, "rejected": 15}
+    assert len(unresolvable) == 4
+    documents = {d["documentId"]: d for d in report["documents"]}
+    for doc_id in unresolvable:
+        document = documents[doc_id]
+        assert document["verdict"] == "rejected" and document["sends"]
+        assert document["reasons"] == [
+            "Procuros would probably refuse it (422 Could not resolve party): no Procuros"
+            f" transaction in the last 365 days names buyer GLN {UNKNOWN_BUYER['gln']}"
+        ]
+        assert document["action"].startswith(
+            "would be sent (POST /v2/transactions) and probably refused; would stay empty in the"
+            " ERP for the next run (failed attempt 1)"
+        )
+    inactive = documents[hub.outgoing.no_action[0]]
+    assert inactive["verdict"] == "accepted"
+    assert "is named by Procuros transactions in the last 365 days" in inactive["action"]
+
+
+def test_a_procuros_dry_run_without_the_history_predicts_as_before_and_says_so(hub: Hub) -> None:
+    hub.procuros.inject(
+        Fault(status=500, times=100, method="GET", path_prefix="/v2/all-transactions")
+    )
+
+    executions = hub.run("procuros-send", dry_run=True)
+
+    assert hub.mutating() == {"rossum": [], "erp": [], "procuros": []}
+    (execution,) = executions
+    summary = execution.output["list"]["dryRun"]
+    assert summary["note"].startswith(
+        "the receivers were not checked (the Procuros transaction history could not be read:"
+        " Procuros GET /all-transactions: HTTP 500)"
+    )
+    (report,) = dry_run_reports(hub.stack, executions)
+    assert report["scope"]["receiverCheck"].startswith("not done: the Procuros transaction")
+    predicted = verdicts([report])
     assert split(predicted) == {"accepted": 109, "rejected": 11}
+    unresolvable = [d for d, why in hub.outgoing.refused.items() if why == "unknown_buyer"]
     for doc_id in unresolvable:
         document = next(d for d in report["documents"] if d["documentId"] == doc_id)
-        assert "a receiver it cannot resolve" in document["action"]
+        assert document["verdict"] == "accepted"
+        assert "a refusal for a receiver it cannot resolve" in document["action"]

@@ -267,6 +267,77 @@ def test_the_adapter_gets_each_answer_and_waits_out_429(sim: ProcurosSimulator) 
     assert sim.retry_after_violations == 0
 
 
+def incoming_order(buyer: str, number: str = "PO-IN-1") -> dict[str, Any]:
+    return {
+        "header": {
+            "buyer": {"identifiers": [{"identifier": buyer, "domain": "GS1"}]},
+            "supplier": {"identifiers": [{"identifier": SELLER, "domain": "GS1"}]},
+            "orderIdentifier": number,
+            "orderDate": "2026-10-01T00:00:00.000000Z",
+        },
+        "items": [{"lineNumber": 1, "quantity": 20, "unitOfMeasure": "EA"}],
+    }
+
+
+def test_the_listing_holds_seeded_incoming_history_and_sent_transactions(
+    api: httpx.Client, sim: ProcurosSimulator
+) -> None:
+    sim.add_trade_partner(BUYER)
+    sim.add_trade_partner(INACTIVE, active=False)
+    long_ago = sim.clock() - timedelta(days=400)
+    sim.receive("ORDER", incoming_order(BUYER), created_at=sim.clock() - timedelta(days=30))
+    sim.receive("ORDER", incoming_order(INACTIVE, "PO-IN-2"), flow="TEST")
+    sim.receive("ORDER", incoming_order("4012345000033", "PO-IN-3"), created_at=long_ago)
+    assert api.post("/transactions", json=invoice("INV-20")).status_code == 201
+    # History does not make a party resolvable: only trade partners are.
+    unknown = api.post("/transactions", json=invoice("INV-21", buyer="4012345000033"))
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"] == {
+        "buyer": ["Could not resolve party using provided identifiers"]
+    }
+
+    client = HttpProcurosClient(sim.api_url, SecretStr(sim.token), backoff=0.01)
+    today = sim.clock().date()
+    parties = client.known_parties(today - timedelta(days=365), today + timedelta(days=1))
+
+    assert {p.identifier for p in parties} == {BUYER, INACTIVE, SELLER}
+    listed = api.get("/all-transactions", params={"per_page": 100}).json()["items"]
+    assert [(t["type"], t["flow"]) for t in listed] == [
+        ("ORDER", "LIVE"),
+        ("ORDER", "TEST"),
+        ("ORDER", "LIVE"),
+        ("INVOICE", "LIVE"),
+    ]
+    assert [t["content"]["header"]["invoiceIdentifier"] for t in sim.transactions] == ["INV-20"]
+    assert [t["content"]["header"]["orderIdentifier"] for t in sim.received] == [
+        "PO-IN-1",
+        "PO-IN-2",
+        "PO-IN-3",
+    ]
+    assert sim.count("GET", "/v2/all-transactions") == 2
+
+
+def test_seeded_history_must_be_a_valid_transaction(sim: ProcurosSimulator) -> None:
+    without_buyer = incoming_order(BUYER)
+    del without_buyer["header"]["buyer"]
+    with pytest.raises(ValueError, match="not a valid ORDER"):
+        sim.receive("ORDER", without_buyer)
+    with pytest.raises(ValueError, match="unknown transaction type 'PAYMENT' or flow 'LIVE'"):
+        sim.receive("PAYMENT", incoming_order(BUYER))
+    assert sim.received == []
+
+
+def test_seeded_history_is_checked_without_the_official_spec_too(tmp_path: Path) -> None:
+    sim = ProcurosSimulator(spec_path=tmp_path / "procuros-openapi.yml")
+    assert sim.schemas.source == "fallback"  # its schemas do not cover ORDER
+    without_buyer = incoming_order(BUYER)
+    del without_buyer["header"]["buyer"]
+    with pytest.raises(ValueError, match=r"content\.header\.buyer.*needs identifiers"):
+        sim.receive("ORDER", without_buyer)
+    sim.receive("ORDER", incoming_order(BUYER))
+    assert [t["type"] for t in sim.received] == ["ORDER"]
+
+
 def invoice_document(number: str, buyer: str = BUYER) -> dict[str, Any]:
     return {
         "documentDate": "2026-03-02",

@@ -41,7 +41,7 @@ FUNCTION_ACCESS = {
     "RossumFinalizeFunction": Access(secrets=frozenset({"RossumSecret"})),
     "BeqomImportFunction": Access(secrets=frozenset({"BeqomSecret"})),
     "ProcurosScheduleFunction": Access(starts=frozenset({"ProcurosSendStateMachine"})),
-    "ProcurosListFunction": Access(secrets=frozenset({"ErpSecret"})),
+    "ProcurosListFunction": Access(secrets=frozenset({"ErpSecret", "ProcurosSecret"})),
     "ProcurosSendFunction": Access(secrets=frozenset({"ErpSecret", "ProcurosSecret"})),
     "EbillTriggerFunction": Access(starts=frozenset({"EbillUploadStateMachine"})),
     "EbillPlanFunction": Access(),

@@ -4,7 +4,7 @@ and report, and write nothing anywhere but their report."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import boto3
@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from erphub.clients.erp import Accepted, Rejected, Valid
+from erphub.clients.procuros import PartyIdentifier
 from erphub.dryrun import DryRunSummary
 from erphub.errors import TransientError
 from erphub.flows import procuros_send
@@ -259,3 +260,131 @@ def test_the_procuros_dry_run_reports_without_claiming_or_sending(world: World) 
         "Procuros holds it (recorded in the ledger): only the ERP status would be set to"
         " TRANSMITTED"
     )
+
+
+class FakeHistory:
+    """Procuros' transaction history: the parties it names, or a failure."""
+
+    def __init__(self, *glns: str, error: Exception | None = None) -> None:
+        self.known = frozenset(PartyIdentifier(domain="GS1", identifier=g) for g in glns)
+        self.error = error
+        self.windows: list[tuple[date, date]] = []
+
+    def known_parties(self, created_from: date, created_to: date) -> frozenset[PartyIdentifier]:
+        self.windows.append((created_from, created_to))
+        if self.error is not None:
+            raise self.error
+        return self.known
+
+
+UNKNOWN = "4099999000018"
+
+
+def procuros_dry_run(
+    world: World, history: FakeHistory | None, days: int = 30
+) -> tuple[procuros_send.ListResult, dict[str, dict[str, Any]]]:
+    erp = FakeErpOutgoing()
+    erp.add("A")
+    erp.add("B", buyer=UNKNOWN)
+    erp.add("C", "CREDIT_NOTE", buyer=UNKNOWN)
+    del erp.docs["C"]["document"]["lines"][0]["unitPrice"]  # refused by the schema first
+    built: list[FakeHistory] = []
+
+    def connect() -> FakeHistory:
+        assert history is not None
+        built.append(history)
+        return history
+
+    result = procuros_send.list_pending(
+        procuros_send.ListRequest(run_id="dry-1", dry_run=True),
+        procuros_send.ListDeps(
+            erp,
+            world.ledger,
+            world.payloads,
+            900,
+            frozenset({"INVOICE", "CREDIT_NOTE"}),
+            procuros=None if history is None else connect,
+            known_partners_days=days,
+            today=lambda: date(2026, 11, 21),
+        ),
+    )
+    assert len(built) <= 1  # read once per run
+    assert result.dry_run is not None
+    assert erp.patches == [] and world.ledger_items() == []
+    return result, world.report(result.dry_run)
+
+
+def test_the_procuros_dry_run_predicts_the_refusal_of_a_receiver_no_transaction_names(
+    world: World,
+) -> None:
+    history = FakeHistory("4012345000019", "4000001000005")
+
+    result, documents = procuros_dry_run(world, history)
+
+    assert history.windows == [(date(2026, 10, 22), date(2026, 11, 22))]
+    assert result.dry_run is not None
+    summary = result.dry_run
+    assert (summary.accepted, summary.rejected, summary.sends, summary.note) == (1, 2, 2, None)
+    assert documents["A"]["verdict"] == "accepted"
+    assert documents["A"]["action"].endswith(
+        "its buyer (GLN 4012345000019) is named by Procuros transactions in the last 30 days"
+    )
+    assert documents["B"]["verdict"] == "rejected" and documents["B"]["sends"]
+    assert documents["B"]["reasons"] == [
+        "Procuros would probably refuse it (422 Could not resolve party): no Procuros transaction"
+        f" in the last 30 days names buyer GLN {UNKNOWN}"
+    ]
+    assert documents["B"]["action"] == (
+        "would be sent (POST /v2/transactions) and probably refused; would stay empty in the ERP"
+        " for the next run (failed attempt 1)"
+    )
+    assert documents["C"]["reasons"][0].startswith("Procuros 422 (by the schema of the send body)")
+    assert not documents["C"]["sends"]
+    report = world.payloads.get_json(summary.report_key)
+    assert report["scope"] == {
+        "receiverCheck": "against the 2 party identifiers named by Procuros transactions in the"
+        " last 30 days"
+    }
+
+
+def test_a_procuros_dry_run_whose_history_fails_predicts_as_before_and_says_so(
+    world: World,
+) -> None:
+    failing = FakeHistory(error=TransientError("Procuros GET /all-transactions: HTTP 503"))
+
+    result, documents = procuros_dry_run(world, failing)
+
+    assert result.dry_run is not None
+    summary = result.dry_run
+    assert (summary.accepted, summary.rejected, summary.sends) == (2, 1, 2)
+    assert summary.note == (
+        "the receivers were not checked (the Procuros transaction history could not be read:"
+        " Procuros GET /all-transactions: HTTP 503): a receiver Procuros cannot resolve shows"
+        " only when the real run sends"
+    )
+    assert documents["B"]["verdict"] == "accepted"
+    assert documents["B"]["action"].endswith(
+        "(201 TRANSMITTED, 202 NO_ACTION, or a refusal for a receiver it cannot resolve)"
+    )
+    report = world.payloads.get_json(summary.report_key)
+    assert report["scope"]["receiverCheck"].startswith(
+        "not done: the Procuros transaction history could not be read"
+    )
+
+
+@pytest.mark.parametrize(
+    ("history", "days", "why"),
+    [
+        (FakeHistory(), 0, "PROCUROS_KNOWN_PARTNERS_DAYS is 0"),
+        (None, 365, "no Procuros connection"),
+    ],
+)
+def test_without_the_receiver_check_procuros_is_not_read(
+    world: World, history: FakeHistory | None, days: int, why: str
+) -> None:
+    result, documents = procuros_dry_run(world, history, days)
+
+    assert history is None or history.windows == []
+    assert result.dry_run is not None
+    assert result.dry_run.note is not None and f"({why})" in result.dry_run.note
+    assert documents["B"]["verdict"] == "accepted"

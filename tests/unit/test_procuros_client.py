@@ -16,8 +16,10 @@ from erphub.clients.procuros import (
     HttpProcurosClient,
     NotForwarded,
     OutcomeUnknown,
+    PartyIdentifier,
     Refused,
     Sent,
+    receiver_of,
 )
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.procuros_mapping import ProcurosTransaction
@@ -199,6 +201,102 @@ def test_listing_is_a_read_and_retried_on_5xx() -> None:
     )
     assert list(client(script).sent_transactions("INVOICE", date.today(), date.today())) == []
     assert len(script.requests) == 2
+
+
+def listing(items: list[object], cursor: str | None) -> httpx.Response:
+    return answer(
+        200,
+        {
+            "items": items,
+            "hasMore": cursor is not None,
+            "perPage": 100,
+            "count": len(items),
+            "nextCursor": cursor,
+            "nextPageUrl": None,
+        },
+    )
+
+
+def gln(number: str) -> dict[str, str]:
+    return {"identifier": number, "domain": "GS1"}
+
+
+def test_known_parties_are_every_party_named_on_every_page_of_the_window() -> None:
+    incoming_order = {
+        "procurosTransactionId": "t-1",
+        "type": "ORDER",
+        "status": "SUCCESS",
+        "flow": "LIVE",
+        "content": {
+            "header": {
+                "buyer": {"name": "Frischmarkt", "identifiers": [gln("4012345000019")]},
+                "supplier": {"identifiers": [gln("4000001000005")]},
+                "shipTo": {"identifiers": [{"identifier": "DE200000001", "domain": "VAT_DE"}]},
+                "orderIdentifier": "PO-1",
+                "orderDate": "2026-10-01T00:00:00.000000Z",
+            },
+            "items": [{"identifiers": [gln("4000000000017")]}],
+        },
+    }
+    sent_invoice = {
+        "procurosTransactionId": "t-2",
+        "type": "INVOICE",
+        "content": {
+            "header": {
+                "buyer": {
+                    "identifiers": [gln("4012345000026"), {"identifier": "", "domain": "GS1"}]
+                },
+                "supplier": {"identifiers": [gln("4000001000005"), {"domain": "DUNS"}]},
+                "billTo": {"identifiers": "not a list"},
+            }
+        },
+    }
+    script = Script(
+        listing([incoming_order, "not an object", {"content": None}], "c2"),
+        listing([sent_invoice], None),
+    )
+
+    found = client(script).known_parties(date(2025, 11, 21), date(2026, 11, 22))
+
+    assert found == {
+        PartyIdentifier(domain="GS1", identifier="4012345000019"),
+        PartyIdentifier(domain="GS1", identifier="4000001000005"),
+        PartyIdentifier(domain="VAT_DE", identifier="DE200000001"),
+        PartyIdentifier(domain="GS1", identifier="4012345000026"),
+    }
+    assert all(r.method == "GET" and r.url.path == "/v2/all-transactions" for r in script.requests)
+    first, second = (dict(r.url.params) for r in script.requests)
+    # every type and both directions: no type filter; per_page always explicit
+    assert first == {"filter[created_between]": "2025-11-21,2026-11-22", "per_page": "100"}
+    assert second == {**first, "cursor": "c2"}
+
+
+def test_known_parties_stop_when_there_is_no_cursor_even_if_more_is_claimed() -> None:
+    script = Script(answer(200, {"items": [], "hasMore": True, "nextCursor": None}))
+    assert client(script).known_parties(date(2026, 1, 1), date(2026, 1, 2)) == frozenset()
+    assert len(script.requests) == 1
+
+
+def test_a_failing_history_is_a_transient_error_after_the_retries() -> None:
+    script = Script(*(answer(503, {"message": "down"}) for _ in range(3)))
+    with pytest.raises(TransientError, match="Procuros GET /all-transactions: HTTP 503"):
+        client(script).known_parties(date(2026, 1, 1), date(2026, 1, 2))
+    assert len(script.requests) == 3
+
+
+def test_the_receiver_is_the_supplier_of_an_order_and_the_buyer_of_everything_else() -> None:
+    header = {"buyer": {"identifiers": [gln("1")]}, "supplier": {"identifiers": [gln("2")]}}
+    assert receiver_of("ORDER", {"header": header}) == (
+        "supplier",
+        [PartyIdentifier(domain="GS1", identifier="2")],
+    )
+    assert receiver_of("INVOICE", {"header": header}) == (
+        "buyer",
+        [PartyIdentifier(domain="GS1", identifier="1")],
+    )
+    assert receiver_of("CREDIT_NOTE", {"header": {}}) == ("buyer", [])
+    assert str(PartyIdentifier(domain="GS1", identifier="1")) == "GLN 1"
+    assert str(PartyIdentifier(domain="VAT_DE", identifier="DE1")) == "VAT_DE DE1"
 
 
 def test_an_error_report_posts_the_documented_body_and_returns_the_portal_link() -> None:

@@ -7,7 +7,7 @@ from pydantic import SecretStr, ValidationError
 
 from erphub.errors import ConfigurationError
 from erphub.secrets import procuros_credentials
-from erphub.settings import ProcurosScheduleSettings, ProcurosSendSettings
+from erphub.settings import ProcurosListSettings, ProcurosScheduleSettings, ProcurosSendSettings
 
 BASE = {
     "LEDGER_TABLE": "ledger",
@@ -21,7 +21,11 @@ BASE = {
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name, value in BASE.items():
         monkeypatch.setenv(name, value)
-    for name in ("PROCUROS_ERROR_REPORT_AFTER", "PROCUROS_DOCUMENT_TYPES"):
+    for name in (
+        "PROCUROS_ERROR_REPORT_AFTER",
+        "PROCUROS_DOCUMENT_TYPES",
+        "PROCUROS_KNOWN_PARTNERS_DAYS",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -62,6 +66,23 @@ def test_a_wrong_setting_fails_the_cold_start_naming_it(
     env.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
         ProcurosSendSettings()
+
+
+def test_dry_runs_read_a_year_of_procuros_history_unless_told_otherwise(
+    env: pytest.MonkeyPatch,
+) -> None:
+    assert ProcurosListSettings().procuros_known_partners_days == 365
+    env.setenv("PROCUROS_KNOWN_PARTNERS_DAYS", "0")
+    assert ProcurosListSettings().procuros_known_partners_days == 0
+    env.setenv("PROCUROS_KNOWN_PARTNERS_DAYS", "-1")
+    with pytest.raises(ValidationError, match="procuros_known_partners_days"):
+        ProcurosListSettings()
+
+
+def test_the_list_step_needs_the_procuros_url_for_its_dry_runs(env: pytest.MonkeyPatch) -> None:
+    env.delenv("PROCUROS_BASE_URL")
+    with pytest.raises(ValidationError, match="procuros_base_url"):
+        ProcurosListSettings()
 
 
 def test_the_scheduler_needs_its_state_machine(env: pytest.MonkeyPatch) -> None:

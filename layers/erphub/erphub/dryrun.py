@@ -60,6 +60,8 @@ class DryRunSummary(CamelModel):
     skipped: int
     #: how many documents would be sent to the target system
     sends: int
+    #: what the prediction could not take into account, when something could not be checked
+    note: str | None = None
 
 
 class DryRunReport(CamelModel):
@@ -73,7 +75,9 @@ class DryRunReport(CamelModel):
     documents: list[Preview]
 
 
-def summarise(flow: str, run_id: str, key: str, documents: Sequence[Preview]) -> DryRunSummary:
+def summarise(
+    flow: str, run_id: str, key: str, documents: Sequence[Preview], note: str | None = None
+) -> DryRunSummary:
     """The counts of a dry run's previews."""
     counts = {verdict: sum(1 for d in documents if d.verdict == verdict) for verdict in VERDICTS}
     return DryRunSummary(
@@ -82,6 +86,7 @@ def summarise(flow: str, run_id: str, key: str, documents: Sequence[Preview]) ->
         report_key=key,
         documents=len(documents),
         sends=sum(1 for d in documents if d.sends),
+        note=note,
         **counts,
     )
 
@@ -94,10 +99,11 @@ def write_report(
     run_id: str,
     documents: Sequence[Preview],
     scope: dict[str, str] | None = None,
+    note: str | None = None,
 ) -> DryRunSummary:
     """Store the report under ``<prefix>/dry-run-report.json``; return its summary."""
     key = f"{prefix.rstrip('/')}/{REPORT_NAME}"
-    summary = summarise(flow, run_id, key, documents)
+    summary = summarise(flow, run_id, key, documents, note)
     report = DryRunReport(
         flow=flow,
         run_id=run_id,

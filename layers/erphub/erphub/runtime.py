@@ -10,7 +10,7 @@ settings error and tests can swap the environment between stacks. The cache is k
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING
 
 import boto3
@@ -33,6 +33,7 @@ from erphub.settings import (
     ProcurosListSettings,
     ProcurosScheduleSettings,
     ProcurosSendSettings,
+    ProcurosSettings,
     PushSettings,
     RossumSettings,
     ScheduleSettings,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from erphub.clients.ebill import HttpEbillClient
     from erphub.clients.erp import HttpErpGateway
+    from erphub.clients.procuros import HttpProcurosClient
     from erphub.clients.rossum import SdkRossumClient
     from erphub.clients.workflows import StepFunctionsStarter
     from erphub.files import FileStore
@@ -212,6 +214,27 @@ def beqom_import_deps() -> ImportDeps:
 # --- ERP -> Procuros outgoing transactions ------------------------------------------------------
 
 
+def _procuros(settings: ProcurosSettings, http: HttpSettings) -> HttpProcurosClient:
+    from erphub.clients.procuros import HttpProcurosClient  # noqa: PLC0415 - imported when built
+    from erphub.secrets import procuros_credentials  # noqa: PLC0415 - imported when built
+
+    credentials = procuros_credentials(settings.procuros_secret_arn, settings.procuros_api_token)
+    return HttpProcurosClient(
+        str(settings.procuros_base_url),
+        credentials.api_token,
+        timeout=http.http_timeout_seconds,
+        max_attempts=http.http_max_attempts,
+        backoff=http.http_backoff_seconds,
+        max_retry_after=http.http_max_retry_after_seconds,
+    )
+
+
+@cache
+def _procuros_history(settings: ProcurosListSettings) -> HttpProcurosClient:
+    """The list step's Procuros client, built (and its secret read) by the first dry run."""
+    return _procuros(settings, settings)
+
+
 @cache
 def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
     from erphub.flows.procuros_send import ListDeps  # noqa: PLC0415 - imported when built
@@ -224,27 +247,18 @@ def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
         document_types=settings.document_types,
         mapping=procuros_mapping(settings.procuros_mapping),
         error_report_after=settings.procuros_error_report_after,
+        procuros=partial(_procuros_history, settings),
+        known_partners_days=settings.procuros_known_partners_days,
     )
 
 
 @cache
 def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
-    from erphub.clients.procuros import HttpProcurosClient  # noqa: PLC0415 - imported when built
     from erphub.flows.procuros_send import SEND_ATTEMPTS, SendDeps  # noqa: PLC0415 - imported when built
-    from erphub.secrets import procuros_credentials  # noqa: PLC0415 - imported when built
 
-    credentials = procuros_credentials(settings.procuros_secret_arn, settings.procuros_api_token)
-    procuros = HttpProcurosClient(
-        str(settings.procuros_base_url),
-        credentials.api_token,
-        timeout=settings.http_timeout_seconds,
-        max_attempts=settings.http_max_attempts,
-        backoff=settings.http_backoff_seconds,
-        max_retry_after=settings.http_max_retry_after_seconds,
-    )
     return SendDeps(
         erp=_erp(settings, settings),
-        procuros=procuros,
+        procuros=_procuros(settings, settings),
         ledger=_ledger(settings),
         payloads=_payloads(settings),
         error_report_after=settings.procuros_error_report_after,

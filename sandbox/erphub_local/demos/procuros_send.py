@@ -2,9 +2,11 @@
 
 Seeds the ERP with outgoing documents of the four types (most valid, some for a trade partner
 whose relationship is inactive, some Procuros refuses, a few the hub cannot even read, and some
-already sent), runs the send as the schedule would until the refused ones reach the error-report
-threshold and once more, and checks the Procuros status rules after every run. Two ERP status
-updates fail on the first run, to show that the next run repeats only the update.
+already sent) and Procuros with the connection's history (an incoming order from each trade
+partner; none from the buyer Procuros cannot resolve), runs the send as the schedule would until
+the refused ones reach the error-report threshold and once more, and checks the Procuros status
+rules after every run. Two ERP status updates fail on the first run, to show that the next run
+repeats only the update.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from erphub_local.aws.stack import Execution, LocalStack
     from erphub_local.demo import DemoReport
 
-__all__ = ["OutgoingSeed", "ProcurosSendDemo", "run_totals", "seed_outgoing"]
+__all__ = ["OutgoingSeed", "ProcurosSendDemo", "run_totals", "seed_history", "seed_outgoing"]
 
 SECTION = "procuros-send"
 FLOW = "procuros-send"
@@ -83,6 +85,8 @@ PARTNERS = tuple(
 )
 INACTIVE_PARTNER = _party("Neukunde Sued GmbH", "401234509999", "DE299999999", "Stuttgart")
 UNKNOWN_BUYER = _party("Unbekannt Handels GmbH", "409999900001", None, "Bremen")
+#: How long before the seeding the trade partners' incoming orders were created.
+HISTORY_AGE = timedelta(days=30)
 
 
 @dataclass
@@ -184,6 +188,50 @@ def _refuse(document: dict[str, Any], kind: str, reason: str) -> None:
         document["lines"][0].pop("gtin")
 
 
+def _incoming_order(buyer: dict[str, Any], number: int, day: date) -> dict[str, Any]:
+    """The content of an ORDER ``buyer`` sent to the demo seller through Procuros on ``day``."""
+
+    def party(who: dict[str, Any]) -> dict[str, Any]:
+        return {"name": who["name"], "identifiers": [{"identifier": who["gln"], "domain": "GS1"}]}
+
+    return {
+        "header": {
+            "buyer": party(buyer),
+            "supplier": party(SELLER),
+            "orderIdentifier": f"PO-IN-{number:05d}",
+            "orderDate": f"{day.isoformat()}T00:00:00.000000Z",
+            "currency": "EUR",
+        },
+        "items": [
+            {
+                "lineNumber": 1,
+                "identifiers": [{"identifier": gs1(f"400000{number:06d}"), "domain": "GS1"}],
+                "isDepositItem": False,
+                "quantity": 20,
+                "unitOfMeasure": "EA",
+            }
+        ],
+    }
+
+
+def seed_history(procuros: ProcurosSimulator) -> None:
+    """Give every trade partner Procuros knows some history: an incoming ORDER each, created
+    :data:`HISTORY_AGE` ago (a test order for the partner whose relationship is not yet live).
+
+    The buyer Procuros cannot resolve has none. A dry run tells the two apart by this history.
+    """
+    created_at = procuros.clock() - HISTORY_AGE
+    day = created_at.date()
+    for number, partner in enumerate(PARTNERS, start=1):
+        procuros.receive("ORDER", _incoming_order(partner, number, day), created_at=created_at)
+    procuros.receive(
+        "ORDER",
+        _incoming_order(INACTIVE_PARTNER, len(PARTNERS) + 1, day),
+        flow="TEST",
+        created_at=created_at,
+    )
+
+
 def seed_outgoing(
     erp: ErpSimulator,
     procuros: ProcurosSimulator,
@@ -196,7 +244,8 @@ def seed_outgoing(
     rng_seed: int = 11,
     id_prefix: str = "PRC",
 ) -> OutgoingSeed:
-    """Register the trade partners in Procuros and add outgoing documents to the ERP.
+    """Register the trade partners in Procuros with their history (:func:`seed_history`) and
+    add outgoing documents to the ERP.
 
     Works on the simulators' in-memory state (they need not run). The same ``rng_seed`` gives
     the same documents.
@@ -205,6 +254,7 @@ def seed_outgoing(
     for partner in PARTNERS:
         procuros.add_trade_partner(partner["gln"])
     procuros.add_trade_partner(INACTIVE_PARTNER["gln"], active=False)
+    seed_history(procuros)
     n_inactive, n_refused = round(count * inactive_ratio), round(count * refused_ratio)
     if n_inactive + n_refused + unreadable > count:
         raise ValueError(f"count={count} is too small for the special documents")

@@ -5,8 +5,10 @@ It follows ``contracts/procuros.md``: ``/v2`` paths, a static bearer token (401
 OpenAPI file (a body it rejects gets 422 with ``errors`` and a portal ``errorUrl``), trade
 relationships (an unknown receiver is a 422, an inactive one a 202), 400 "Payload already
 received" for a byte-identical resend of an accepted payload, ``POST /v2/errors``, and
-``GET /v2/all-transactions`` with its filters and cursor pagination. 429 and 5xx come from the
-base class's fault injection.
+``GET /v2/all-transactions`` with its filters and cursor pagination. That listing holds both
+directions, as Procuros' does: the transactions sent to the simulator and the incoming ones a
+test or the demo seeds as the connection's history (:meth:`ProcurosSimulator.receive`). 429 and
+5xx come from the base class's fault injection.
 
 The official spec is read from ``<repo>/../shared/contracts/procuros-openapi.yml`` when it is
 there; otherwise the project's own minimal schemas (``contracts/procuros-*.schema.json``) are
@@ -253,6 +255,8 @@ class _Transaction:
     content: JsonDict
     digest: str
     hidden_for: int = 0
+    #: "outgoing": sent with POST /v2/transactions; "incoming": from a trade partner (seeded)
+    direction: Literal["outgoing", "incoming"] = "outgoing"
 
     def as_json(self) -> JsonDict:
         return {
@@ -305,8 +309,12 @@ def identifier_of(kind: Any, content: Any) -> str | None:
 
 
 def _receiver_identifiers(kind: str, content: JsonDict) -> list[str]:
-    header = content.get("header")
-    party = header.get(RECEIVER.get(kind, "buyer")) if isinstance(header, dict) else None
+    return _party_identifiers(content, RECEIVER.get(kind, "buyer"))
+
+
+def _party_identifiers(content: Any, role: str) -> list[str]:
+    header = content.get("header") if isinstance(content, dict) else None
+    party = header.get(role) if isinstance(header, dict) else None
     identifiers = party.get("identifiers") if isinstance(party, dict) else None
     return [
         str(item.get("identifier"))
@@ -371,19 +379,68 @@ class ProcurosSimulator(Simulator):
                 identifier, active, None if accepts is None else frozenset(accepts)
             )
 
+    def receive(
+        self,
+        kind: str,
+        content: JsonDict,
+        *,
+        flow: str = "LIVE",
+        created_at: datetime | None = None,
+    ) -> str:
+        """Store an incoming transaction, as if a trade partner had sent it: the connection's
+        history, listed by ``GET /v2/all-transactions`` (created now unless ``created_at``).
+
+        Its content must be valid for its type where the schemas cover the type, and name its
+        buyer and supplier by identifiers. Returns its ``procurosTransactionId``.
+        """
+        if kind not in TRANSACTION_TYPES or flow not in FLOWS:
+            raise ValueError(f"unknown transaction type {kind!r} or flow {flow!r}")
+        errors = {
+            f"content.header.{role}": ["The party needs identifiers."]
+            for role in ("buyer", "supplier")
+            if not _party_identifiers(content, role)
+        }
+        if kind in self.schemas.transactions:
+            errors |= self.schemas.transaction_errors({"type": kind, "content": content})
+        if errors:
+            raise ValueError(f"not a valid {kind}: {errors}")
+        with self._state_lock:
+            self._sequence += 1
+            stored = _Transaction(
+                id=str(uuid.uuid4()),
+                sequence=self._sequence,
+                type=kind,
+                status="SUCCESS",
+                flow=flow,
+                created_at=created_at or self.clock(),
+                content=copy.deepcopy(content),
+                digest="",
+                direction="incoming",
+            )
+            self._transactions.append(stored)
+        return stored.id
+
     @property
     def transactions(self) -> list[JsonDict]:
-        """Every stored transaction, oldest first, as the API lists them."""
+        """Every transaction sent to the simulator, oldest first, as the API lists them."""
         with self._state_lock:
-            return [t.as_json() for t in self._transactions]
+            return [t.as_json() for t in self._transactions if t.direction == "outgoing"]
+
+    @property
+    def received(self) -> list[JsonDict]:
+        """The incoming transactions seeded with :meth:`receive`, oldest first."""
+        with self._state_lock:
+            return [t.as_json() for t in self._transactions if t.direction == "incoming"]
 
     def transactions_for(self, identifier: str, kind: str | None = None) -> list[JsonDict]:
-        """The stored transactions carrying this document number (of one type, if given)."""
+        """The transactions sent with this document number (of one type, if given)."""
         with self._state_lock:
             return [
                 t.as_json()
                 for t in self._transactions
-                if identifier_of(t.type, t.content) == identifier and kind in (None, t.type)
+                if t.direction == "outgoing"
+                and identifier_of(t.type, t.content) == identifier
+                and kind in (None, t.type)
             ]
 
     def posts_for(self, identifier: str) -> int:

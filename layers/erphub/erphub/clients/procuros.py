@@ -11,7 +11,10 @@ once the request may have reached Procuros:
   unknown: :class:`OutcomeUnknown` is raised, and the flow looks the transaction up
   (:meth:`ProcurosPort.sent_transactions`) before it sends anything again.
 
-Reads (``GET /v2/all-transactions``) are retried on every transient failure.
+Reads (``GET /v2/all-transactions``) are retried on every transient failure. The same listing
+tells which parties Procuros knows (:meth:`HttpProcurosClient.known_parties`): Procuros has no
+read-only check of a trade partner, but a party some transaction of the connection names is one
+it resolved before.
 """
 
 from __future__ import annotations
@@ -41,11 +44,15 @@ __all__ = [
     "HttpProcurosClient",
     "NotForwarded",
     "OutcomeUnknown",
+    "PartyIdentifier",
+    "ProcurosHistory",
     "ProcurosPort",
     "Refused",
     "SendOutcome",
     "Sent",
     "SentRecord",
+    "party_identifiers",
+    "receiver_of",
 ]
 
 PAGE_SIZE = 100
@@ -53,6 +60,9 @@ ALREADY_RECEIVED = "payload already received"
 _REFUSAL_STATUS = frozenset({400, 409, 413, 415, 422})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_REASON_CHARS = 2000
+#: The party that receives a transaction of each type; every other type goes to the buyer.
+RECEIVER = {"ORDER": "supplier"}
+_DOMAIN_LABELS = {"GS1": "GLN"}
 
 
 class OutcomeUnknown(TransientError):
@@ -121,6 +131,39 @@ class SentRecord(BaseModel):
     content: dict[str, Any] = Field(default_factory=dict)
 
 
+class PartyIdentifier(BaseModel):
+    """One identifier of a party in a transaction header (``{"identifier", "domain"}``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    domain: str
+    identifier: str
+
+    def __str__(self) -> str:
+        return f"{_DOMAIN_LABELS.get(self.domain, self.domain)} {self.identifier}"
+
+
+def party_identifiers(party: Any) -> list[PartyIdentifier]:
+    """The identifiers of one party object; those without both fields are left out."""
+    found = party.get("identifiers") if isinstance(party, dict) else None
+    items: list[Any] = found if isinstance(found, list) else []
+    return [
+        PartyIdentifier(domain=item["domain"], identifier=item["identifier"])
+        for item in items
+        if isinstance(item, dict)
+        and isinstance(item.get("domain"), str)
+        and isinstance(item.get("identifier"), str)
+        and item["identifier"]
+    ]
+
+
+def receiver_of(transaction_type: str, content: Any) -> tuple[str, list[PartyIdentifier]]:
+    """The header party that receives a transaction, and its identifiers."""
+    role = RECEIVER.get(transaction_type, "buyer")
+    header = content.get("header") if isinstance(content, dict) else None
+    return role, party_identifiers(header.get(role) if isinstance(header, dict) else None)
+
+
 class ErrorReport(CamelModel):
     """The body of ``POST /v2/errors`` (``errorContext`` values must be strings)."""
 
@@ -146,6 +189,15 @@ class ProcurosPort(Protocol):
 
     def report_error(self, report: ErrorReport) -> str | None:
         """``POST /v2/errors``; the portal URL of the reported error, if Procuros gives one."""
+        ...
+
+
+class ProcurosHistory(Protocol):
+    """What a dry run reads from Procuros: the parties its transactions name."""
+
+    def known_parties(self, created_from: date, created_to: date) -> frozenset[PartyIdentifier]:
+        """The identifiers of every party named in a transaction header of the connection
+        (incoming and outgoing) created between two dates (inclusive), every page."""
         ...
 
 
@@ -290,25 +342,47 @@ class HttpProcurosClient:
         self, transaction_type: str, created_from: date, created_to: date
     ) -> Iterator[SentRecord]:
         """``GET /v2/all-transactions`` filtered by type and creation dates, every page."""
+        for item in self._all_transactions(created_from, created_to, transaction_type):
+            try:
+                yield SentRecord.model_validate(item)
+            except ValidationError as error:
+                logger.warning(
+                    "unreadable transaction in the listing",
+                    extra={"problems": [e["msg"] for e in error.errors()][:5]},
+                )
+
+    def known_parties(self, created_from: date, created_to: date) -> frozenset[PartyIdentifier]:
+        """``GET /v2/all-transactions`` of every type created between two dates: the identifiers
+        of each party its headers name (buyer, supplier, shipTo, billTo, ...)."""
+        parties: set[PartyIdentifier] = set()
+        for item in self._all_transactions(created_from, created_to):
+            content = item.get("content")
+            header = content.get("header") if isinstance(content, dict) else None
+            if not isinstance(header, dict):
+                continue
+            for value in header.values():
+                parties.update(party_identifiers(value))
+        return frozenset(parties)
+
+    def _all_transactions(
+        self, created_from: date, created_to: date, transaction_type: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The raw items of ``GET /v2/all-transactions``, following ``nextCursor``."""
         params: dict[str, str | int] = {
-            "filter[type]": transaction_type,
             "filter[created_between]": f"{created_from.isoformat()},{created_to.isoformat()}",
             "per_page": PAGE_SIZE,
         }
+        if transaction_type is not None:
+            params = {"filter[type]": transaction_type, **params}
         while True:
             response = self._request("GET", "/all-transactions", idempotent=True, params=params)
             if response.status_code != 200:
                 msg = f"Procuros GET /all-transactions: unexpected HTTP {response.status_code}"
                 raise TransientError(msg)
             page = _json(response)
-            for item in page.get("items") or []:
-                try:
-                    yield SentRecord.model_validate(item)
-                except ValidationError as error:
-                    logger.warning(
-                        "unreadable transaction in the listing",
-                        extra={"problems": [e["msg"] for e in error.errors()][:5]},
-                    )
+            items = page.get("items")
+            if isinstance(items, list):
+                yield from (item for item in items if isinstance(item, dict))
             cursor = page.get("nextCursor")
             if not page.get("hasMore") or not cursor:
                 return

@@ -14,8 +14,9 @@ so the document is sent again on the next run, and put the error's portal link i
    received" is taken as proof of an earlier delivery.
 
 A dry run (``dryRun`` in the execution input) is done by the list step alone: it claims nothing,
-maps each document, checks it against the schema of the send body and writes a per-document
-report (see the last section of this module).
+maps each document, checks it against the schema of the send body and its receiver against the
+parties Procuros' transaction history names, and writes a per-document report (see the last
+section of this module).
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ from erphub.clients.procuros import (
     ErrorReport,
     NotForwarded,
     OutcomeUnknown,
+    PartyIdentifier,
+    ProcurosHistory,
     ProcurosPort,
     Refused,
     SendOutcome,
     Sent,
+    receiver_of,
 )
 from erphub.dryrun import DryRunSummary, Preview, write_report
-from erphub.errors import BadInputError, LeaseLostError, TransientError
+from erphub.errors import BadInputError, ErphubError, LeaseLostError, TransientError
 from erphub.faults import checkpoint
 from erphub.ledger import Entry, Ledger, Status
 from erphub.mapfile import MappingSpec
@@ -159,6 +163,10 @@ def start_scheduled_send(
 # --- 1. list ------------------------------------------------------------------------------------
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
 @dataclass(frozen=True)
 class ListDeps:
     """What the list step works with."""
@@ -172,6 +180,13 @@ class ListDeps:
     mapping: MappingSpec | None = None
     #: failed attempts before Procuros is told (POST /v2/errors); for dry runs
     error_report_after: int = 3
+    #: Procuros' transaction history, built when a dry run first reads it (a real list step
+    #: never calls Procuros); None: receivers are not checked
+    procuros: Callable[[], ProcurosHistory] | None = None
+    #: how many days of Procuros transactions a dry run reads to know the receivers Procuros
+    #: resolves (0: receivers are not checked)
+    known_partners_days: int = 365
+    today: Callable[[], date] = _today
 
 
 def list_pending(request: ListRequest, deps: ListDeps) -> ListResult:
@@ -303,10 +318,6 @@ def settle_told(run: str, deps: ListDeps, pending: set[str]) -> int:
 
 
 # --- 2. send ------------------------------------------------------------------------------------
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
 
 
 @dataclass(frozen=True)
@@ -701,9 +712,68 @@ def send_chunk(request: SendRequest, deps: SendDeps) -> SendResult:
 # --- dry run ----------------------------------------------------------------------------------
 # The list step does the whole dry run: it reads the pending documents and the ledger (claiming
 # nothing), decides as :func:`_send_one` would, maps each document and checks the transaction
-# against the schema of the send body. Procuros itself is never called: it also refuses for
-# reasons only a send shows (a receiver it cannot resolve), so a transaction the schema accepts
-# "would be sent" and Procuros decides its delivery then.
+# against the schema of the send body. Procuros is sent nothing. It refuses a receiver it cannot
+# resolve (422 "Could not resolve party") only when a transaction is sent, and has no read-only
+# check of a trade partner; but every party it resolved before is named in some transaction of
+# the connection. So the dry run reads, once, the parties named by the connection's transactions
+# (incoming and outgoing) of the last ``known_partners_days`` days, and a transaction whose
+# receiver none of them names would probably be refused. When that history cannot be read (or
+# the check is off), a transaction the schema accepts "would be sent", Procuros decides its
+# delivery then, and the summary says the receivers were not checked.
+
+
+@dataclass(frozen=True)
+class _Receivers:
+    """The receivers a dry run expects Procuros to resolve."""
+
+    #: every party identifier the history names; None when the receivers are not checked
+    known: frozenset[PartyIdentifier] | None
+    #: the history read, in an operator's words ("in the last 365 days")
+    window: str = ""
+    #: why the receivers are not checked
+    unchecked: str | None = None
+
+    def scope(self) -> dict[str, str]:
+        if self.known is None:
+            return {"receiverCheck": f"not done: {self.unchecked}"}
+        return {
+            "receiverCheck": f"against the {len(self.known)} party identifiers named by Procuros"
+            f" transactions {self.window}"
+        }
+
+    def note(self) -> str | None:
+        if self.known is not None:
+            return None
+        return (
+            f"the receivers were not checked ({self.unchecked}): a receiver Procuros cannot"
+            " resolve shows only when the real run sends"
+        )
+
+
+def _known_receivers(deps: ListDeps) -> _Receivers:
+    """The parties Procuros' transaction history names, read once per dry run."""
+    days = deps.known_partners_days
+    if days <= 0:
+        return _Receivers(None, unchecked="PROCUROS_KNOWN_PARTNERS_DAYS is 0")
+    if deps.procuros is None:
+        return _Receivers(None, unchecked="no Procuros connection")
+    today = deps.today()
+    window = f"in the last {days} days"
+    try:
+        # Procuros dates are Berlin time: a day of margin at the end covers the offset.
+        known = deps.procuros().known_parties(
+            today - timedelta(days=days), today + timedelta(days=1)
+        )
+    except ErphubError as error:
+        logger.warning(
+            "Procuros transaction history unavailable: receivers not checked",
+            extra={"error": str(error)},
+        )
+        return _Receivers(
+            None, window, f"the Procuros transaction history could not be read: {error}"
+        )
+    logger.info("Procuros transaction history read", extra={"parties": len(known), "days": days})
+    return _Receivers(known, window)
 
 
 def _refusal_action(entry: Entry | None, deps: ListDeps) -> str:
@@ -716,7 +786,9 @@ def _refusal_action(entry: Entry | None, deps: ListDeps) -> str:
     return action
 
 
-def _preview_document(document: OutgoingDocument, entry: Entry | None, deps: ListDeps) -> Preview:
+def _preview_document(
+    document: OutgoingDocument, entry: Entry | None, deps: ListDeps, receivers: _Receivers
+) -> Preview:
     common = {"document_id": document.id, "correlation_id": correlation_id(document.id)}
     accepted = _accepted_before(entry) if entry is not None else None
     if accepted is not None:
@@ -748,13 +820,39 @@ def _preview_document(document: OutgoingDocument, entry: Entry | None, deps: Lis
             reasons=[f"Procuros 422 (by the schema of the send body): {p}" for p in problems],
             payload=payload,
         )
+    if receivers.known is None:
+        return Preview(
+            **common,
+            verdict="accepted",
+            sends=True,
+            action=f"{lookup}would be sent (POST /v2/transactions); Procuros then decides its"
+            " delivery (201 TRANSMITTED, 202 NO_ACTION, or a refusal for a receiver it cannot"
+            " resolve)",
+            payload=payload,
+        )
+    role, identifiers = receiver_of(transaction.type, transaction.content)
+    named = [identifier for identifier in identifiers if identifier in receivers.known]
+    if not named:
+        return Preview(
+            **common,
+            verdict="rejected",
+            sends=True,
+            action=f"{lookup}would be sent (POST /v2/transactions) and probably refused; "
+            + _refusal_action(entry, deps),
+            reasons=[
+                "Procuros would probably refuse it (422 Could not resolve party): no Procuros"
+                f" transaction {receivers.window} names {role}"
+                f" {' or '.join(map(str, identifiers)) or '(no identifier)'}"
+            ],
+            payload=payload,
+        )
     return Preview(
         **common,
         verdict="accepted",
         sends=True,
         action=f"{lookup}would be sent (POST /v2/transactions); Procuros then decides its"
-        " delivery (201 TRANSMITTED, 202 NO_ACTION, or a refusal for a receiver it cannot"
-        " resolve)",
+        f" delivery (201 TRANSMITTED or 202 NO_ACTION); its {role}"
+        f" ({', '.join(map(str, named))}) is named by Procuros transactions {receivers.window}",
         payload=payload,
     )
 
@@ -764,6 +862,7 @@ def preview_pending(request: ListRequest, deps: ListDeps) -> ListResult:
     previews: list[Preview] = []
     seen: set[str] = set()
     listed = leased_elsewhere = other_types = unreadable = 0
+    receivers = _known_receivers(deps)
     cursor: str | None = None
     while True:
         page = deps.erp.pending_outgoing(cursor, CHUNK_SIZE)
@@ -786,7 +885,7 @@ def preview_pending(request: ListRequest, deps: ListDeps) -> ListResult:
             if entry is not None and deps.ledger.held_elsewhere(entry, request.run_id):
                 leased_elsewhere += 1
                 continue
-            previews.append(_preview_document(document, entry, deps))
+            previews.append(_preview_document(document, entry, deps, receivers))
         cursor = page.next_cursor
         if not cursor:
             break
@@ -796,6 +895,8 @@ def preview_pending(request: ListRequest, deps: ListDeps) -> ListResult:
         flow=FLOW,
         run_id=request.run_id,
         documents=previews,
+        scope=receivers.scope(),
+        note=receivers.note(),
     )
     logger.info("dry run done", extra=summary.dump())
     return ListResult(
