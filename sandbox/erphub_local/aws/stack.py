@@ -430,9 +430,14 @@ class LocalStack:
         timeout_s: float = 120,
         poll_s: float = 0.02,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        max_poll_s: float = 0.1,
     ) -> Execution:
         """Poll until the execution is no longer RUNNING; ``on_progress`` sees each new history
-        event. Raises ``TimeoutError`` after ``timeout_s``."""
+        event. Raises ``TimeoutError`` after ``timeout_s``.
+
+        The interval grows from ``poll_s`` to ``max_poll_s``: every poll costs CPU in the process
+        that runs the execution, so polling a long run every few milliseconds slows it down.
+        """
         deadline = time.monotonic() + timeout_s
         seen = 0
         while True:
@@ -447,6 +452,7 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s} s")
             time.sleep(poll_s)
+            poll_s = min(max_poll_s, poll_s * 1.5)
 
     def executions(self, state_machine_logical_id: str) -> list[Execution]:
         """Every execution of a state machine, newest first (as AWS lists them)."""
