@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import httpx
 
+from erphub.invoices import ExportedAnnotation
 from erphub.mapping import MappingError, to_invoice
-from erphub.models import ExportedAnnotation
 
 
 def run(

@@ -8,9 +8,12 @@ speed-up is a ratio of two medians measured side by side in the same run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,7 +123,10 @@ def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
     from erphub_local.simulators import ErpSimulator, RossumSimulator
 
     with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
-        seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+        seed = seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+        # An invoice without a number cannot be booked: the mapping refuses it before any call
+        # (the naive baseline too), so the floor counts one ERP push per other document.
+        pushable = n - sum(1 for r in seed.invalid.values() if r == "missing_invoice_number")
         with _bench_stack(_rossum_env(rossum, erp)) as (stack, aws):
             started = time.perf_counter()
             executions = run_flow(stack, "rossum-export")
@@ -142,7 +148,7 @@ def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
         **figures,
         "wall_s": wall,
         "api_calls": len(rossum.calls) + len(erp.calls),
-        "api_call_floor": 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + n,
+        "api_call_floor": 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + pushable,
         "api_calls_by_endpoint": _by_endpoint([*rossum.calls, *erp.calls]),
     }
 
@@ -175,7 +181,8 @@ def procuros_run(n: int, latency: float) -> dict[str, Any]:
         **figures,
         "wall_s": wall,
         "api_calls": len(erp.calls) + len(procuros.calls),
-        "api_call_floor": 2 * sent,
+        # one POST and one ERP status update per document, and the pages of 100 that list them
+        "api_call_floor": 2 * sent + math.ceil(n / 100),
         "api_calls_by_endpoint": _by_endpoint([*erp.calls, *procuros.calls]),
     }
 
@@ -252,27 +259,152 @@ def cost_per_10k(run: dict[str, Any], memory_mb: int = 512) -> float:
 
 # --- cold imports -----------------------------------------------------------------------------
 
+#: What the Lambda runtime provides besides the layer (at the versions requirements-dev.txt pins).
+AWS_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
+LAMBDA_PYTHON = (3, 13)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+")
+_HASHED_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+(?: \\\n\s+--hash=\S+)+", re.MULTILINE)
 
-def _import_seconds(module: str, path: Path | None) -> float:
-    setup = f"import sys; sys.path.insert(0, {str(path)!r}); " if path else ""
-    timed = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    code = setup + timed
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", requirement).lower()
+
+
+def lambda_python() -> str:
+    """The Lambda runtime's Python (python3.13) from pyenv if it is there, else this one."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    major, minor = LAMBDA_PYTHON
+    found = [
+        p
+        for p in pyenv.glob(f"versions/{major}.{minor}*/bin/python{major}.{minor}")
+        if re.fullmatch(rf"{major}\.{minor}\.\d+", p.parents[1].name)
+    ]
+    if not found:
+        return sys.executable
+    newest = max(found, key=lambda p: tuple(int(n) for n in p.parents[1].name.split(".")))
+    return str(newest)
+
+
+def lambda_requirements() -> dict[str, str]:
+    """The layer's pins and the AWS SDK's, each with its hashes from requirements-dev.txt.
+
+    ``layers/erphub/requirements.txt`` has no hashes (``sam build`` reads it); every pin of it is
+    also in requirements-dev.txt, at the same version, with the hashes of all its wheels.
+    """
+    hashed = {
+        _name(m.group(1)): m.group(0)
+        for m in _HASHED_PIN.finditer((ROOT / "requirements-dev.txt").read_text())
+    }
+    layer = {
+        _name(m.group(1)): m.group(0)
+        for line in (ROOT / "layers" / "erphub" / "requirements.txt").read_text().splitlines()
+        if (m := _PIN.match(line))
+    }
+    requirements = {}
+    for name, pin in layer.items():
+        if not hashed.get(name, "").startswith(f"{pin} "):
+            raise SystemExit(
+                f"{pin} (layers/erphub/requirements.txt) is not in requirements-dev.txt"
+            )
+        requirements[name] = hashed[name]
+    for name in AWS_SDK:
+        requirements.setdefault(name, hashed[name])
+    return requirements
+
+
+def lambda_site(python: str) -> Path:
+    """A Lambda-like site: the layer's packages and the runtime's boto3, nothing else.
+
+    Built once with pip (``--no-deps --require-hashes``) and kept under ``.erphub/``, keyed by the
+    pins and the interpreter's version.
+    """
+    requirements = "\n".join(lambda_requirements().values()) + "\n"
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], check=True, capture_output=True, text=True
+    ).stdout
+    key = hashlib.sha256((requirements + version).encode()).hexdigest()[:16]
+    site = ROOT / ".erphub" / "lambda-site" / key
+    if (site / ".complete").exists():
+        return site
+    shutil.rmtree(site, ignore_errors=True)
+    site.mkdir(parents=True)
+    (site / "requirements.txt").write_text(requirements)
+    pip = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--require-hashes",
+            "--target",
+            str(site),
+            "-r",
+            str(site / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if pip.returncode != 0:
+        raise SystemExit(f"pip could not build the Lambda-like site {site}:\n{pip.stderr}")
+    (site / ".complete").write_text(requirements)
+    return site
+
+
+def _import_seconds(python: str, module: str, path: list[Path]) -> float:
+    # -I -S: no site-packages, no user site, no PYTHONPATH, no working directory on sys.path.
+    code = (
+        f"import sys; sys.path[:0] = {[str(p) for p in path]!r}; import time; "
+        f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    )
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=path or ROOT
+        [python, "-I", "-S", "-c", code], check=True, capture_output=True, text=True, cwd=path[0]
     )
     return float(out.stdout.strip())
 
 
 def cold_imports(repeat: int = 5) -> dict[str, Any]:
-    """Each handler module's import time over ``import boto3``, fresh interpreters, medians."""
-    boto3_s = median([_import_seconds("boto3", None) for _ in range(repeat)])
-    handlers = {}
+    """Each handler module's import time over ``import boto3``, fresh interpreters, medians.
+
+    What is importable is what Lambda would have: the function's directory, the layer and the
+    runtime's AWS SDK (see :func:`lambda_site`). The modules are timed in turns, boto3 first, so
+    a change in the machine's load touches them alike; a first, untimed round writes the
+    bytecode caches.
+    """
+    python = lambda_python()
+    site = lambda_site(python)
+    layer = ROOT / "layers" / "erphub"
+    modules: dict[str, tuple[str, list[Path]]] = {"boto3": ("boto3", [site])}
     for app in sorted((ROOT / "functions").glob("*/app.py")):
-        handlers[app.parent.name] = median(
-            [_import_seconds("app", app.parent) for _ in range(repeat)]
-        )
+        modules[app.parent.name] = ("app", [app.parent, layer, site])
+    timings: dict[str, list[float]] = {label: [] for label in modules}
+    for round_ in range(repeat + 1):
+        for label, (module, path) in modules.items():
+            seconds = _import_seconds(python, module, path)
+            if round_:
+                timings[label].append(seconds)
+    boto3_s = median(timings.pop("boto3"))
+    handlers = {label: median(values) for label, values in timings.items()}
     worst = max(handlers, key=handlers.__getitem__)
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
+        "interpreter": {"path": python, "version": version},
+        "site": {
+            "path": str(site.relative_to(ROOT)),
+            "packages": {
+                name: pin.split("==")[1].split(" ")[0]
+                for name, pin in sorted(lambda_requirements().items())
+            },
+        },
+        "repeat": repeat,
         "boto3_s": boto3_s,
         "handlers_s": handlers,
         "worst_handler": worst,
@@ -285,7 +417,6 @@ def cold_imports(repeat: int = 5) -> dict[str, Any]:
 
 def layer_size_mb() -> float | str:
     """Unzipped size of the layer as `sam build` would make it (arm64, Python 3.13)."""
-    import shutil
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -332,150 +463,186 @@ def _timed(label: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
+#: The figures, in the order they are measured; ``--only`` and ``--skip`` choose among them.
+FIGURES = ("rossum", "procuros", "drops", "upload", "imports", "layer")
+
+
+def _rossum_figures(documents: int, latency: float, runs: int) -> tuple[dict[str, Any], Any]:
+    erphub_runs, naive_walls = [], []
+    for i in range(runs):
+        erphub_runs.append(
+            _timed(f"rossum erphub run {i + 1}", lambda: rossum_erphub_run(documents, latency))
+        )
+        naive_walls.append(
+            _timed(f"rossum naive run {i + 1}", lambda: rossum_naive_run(documents, latency))
+        )
+    last = erphub_runs[-1]
+    erphub_wall = median([r["wall_s"] for r in erphub_runs])
+    naive_wall = median(naive_walls)
+    aws_counts = (
+        "lambda_invocations",
+        "lambda_seconds",
+        "dynamodb_writes",
+        "dynamodb_reads",
+        "dynamodb_wru_per_write",
+        "s3_puts",
+        "s3_gets",
+        "secret_reads",
+    )
+    figures = {
+        "rossum": {
+            "api_calls": last["api_calls"],
+            "api_call_floor": last["api_call_floor"],
+            "api_calls_over_floor": round(last["api_calls"] / last["api_call_floor"], 4),
+            "api_calls_by_endpoint": last["api_calls_by_endpoint"],
+            "sfn_transitions_per_1000": round(last["transitions"] * 1000 / documents, 1),
+            "wall_s_median": erphub_wall,
+            "naive_wall_s_median": naive_wall,
+            "aws_counts": {k: last[k] for k in aws_counts},
+        },
+        "speedup_vs_naive": round(naive_wall / erphub_wall, 2),
+    }
+    return figures, last
+
+
+def _procuros_figures(documents: int, latency: float) -> tuple[dict[str, Any], Any]:
+    procuros = _timed("procuros erphub run", lambda: procuros_run(documents, latency))
+    figures = {
+        "api_calls": procuros["api_calls"],
+        "api_call_floor": procuros["api_call_floor"],
+        "api_calls_over_floor": round(procuros["api_calls"] / procuros["api_call_floor"], 4),
+        "api_calls_by_endpoint": procuros["api_calls_by_endpoint"],
+        "sfn_transitions_per_1000": round(procuros["transitions"] * 1000 / documents, 1),
+        "wall_s": round(procuros["wall_s"], 2),
+    }
+    return figures, procuros
+
+
+def _drops_figures() -> dict[str, Any]:
+    from erphub_local.demos.beqom_import import BeqomImportDemo
+    from erphub_local.demos.ebill_upload import EbillUploadDemo
+
+    # eBill: per 10,000 CSV rows (1,000 customers + 40 invoices with their line items).
+    ebill = _timed(
+        "ebill costs", lambda: section_costs(EbillUploadDemo(), "EbillUploadStateMachine", 1040)
+    )
+    # beqom: per 10,000 worker documents (530 imported, each dropped twice).
+    beqom = _timed("beqom costs", lambda: section_costs(BeqomImportDemo(), None, 530))
+    return {"ebill-upload": ebill, "beqom-import": beqom}
+
+
+def _upload_figures() -> dict[str, Any]:
+    from bench.upload_rss import measure
+
+    figures: dict[str, Any] = {}
+    for label, size in (("100mb", 100 * 2**20), ("1gb", 2**30)):
+        figure = _timed(f"eBill upload of {label}", lambda size=size: measure(size))
+        figures[f"upload_rss_growth_mb_{label}"] = figure["rss_growth_mb"]
+        figures.setdefault("upload", {})[label] = figure
+    return figures
+
+
+def _print_table(results: dict[str, Any], documents: int, latency_ms: float) -> None:
+    table = Table(title=f"erphub bench ({documents} documents, {latency_ms:g} ms per request)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    rows: list[tuple[str, str, str]] = []
+    for flow in ("rossum", "procuros"):
+        if flow in results:
+            calls = results[flow]
+            rows.append(
+                (
+                    f"{flow}.api_calls / api_call_floor",
+                    f"{calls['api_calls']} / {calls['api_call_floor']}",
+                    "= 1.00",
+                )
+            )
+    if "rossum" in results:
+        rossum = results["rossum"]
+        rows.append(
+            ("rossum.sfn_transitions_per_1000", str(rossum["sfn_transitions_per_1000"]), "<= 60")
+        )
+        rows.append(
+            (
+                "speedup_vs_naive",
+                f"{results['speedup_vs_naive']} ({rossum['naive_wall_s_median']:.1f} s"
+                f" / {rossum['wall_s_median']:.1f} s)",
+                ">= 5",
+            )
+        )
+    if "cold_import" in results:
+        cold = results["cold_import"]
+        python = cold["interpreter"]["version"]
+        rows.append(
+            (
+                "cold_import_ratio_vs_boto3",
+                f"{cold['ratio']} ({cold['worst_handler']}, Python {python})",
+                "<= 2.0",
+            )
+        )
+    rows.extend(
+        (f"cost_usd_per_10k.{flow}", f"${usd}", "< $0.10" if flow == "rossum-export" else "")
+        for flow, usd in results.get("cost_usd_per_10k", {}).items()
+    )
+    rows.extend(
+        (figure, str(results[figure]), "<= 64" if figure.startswith("upload") else "")
+        for figure in ("upload_rss_growth_mb_100mb", "upload_rss_growth_mb_1gb", "layer_size_mb")
+        if figure in results
+    )
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3, help="runs per timing (median)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
-    parser.add_argument(
-        "--skip",
-        nargs="*",
-        default=[],
-        choices=["imports", "layer", "upload", "drops"],
-        help="figures to skip",
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--only", nargs="+", default=[], choices=FIGURES, help="measure only these figures"
     )
+    chosen.add_argument("--skip", nargs="+", default=[], choices=FIGURES, help="figures to skip")
     args = parser.parse_args()
+    selected = [f for f in FIGURES if (f in args.only if args.only else f not in args.skip)]
     latency = args.latency_ms / 1000
     results: dict[str, Any] = {
-        "settings": {"documents": args.documents, "latency_ms": args.latency_ms, "runs": args.runs}
+        "settings": {
+            "documents": args.documents,
+            "latency_ms": args.latency_ms,
+            "runs": args.runs,
+            "figures": selected,
+        }
     }
-
-    erphub_runs, naive_walls = [], []
-    for i in range(args.runs):
-        erphub_runs.append(
-            _timed(f"rossum erphub run {i + 1}", lambda: rossum_erphub_run(args.documents, latency))
-        )
-        naive_walls.append(
-            _timed(f"rossum naive run {i + 1}", lambda: rossum_naive_run(args.documents, latency))
-        )
-    last = erphub_runs[-1]
-    erphub_wall = median([r["wall_s"] for r in erphub_runs])
-    naive_wall = median(naive_walls)
-    results["rossum"] = {
-        "api_calls": last["api_calls"],
-        "api_call_floor": last["api_call_floor"],
-        "api_calls_over_floor": round(last["api_calls"] / last["api_call_floor"], 4),
-        "api_calls_by_endpoint": last["api_calls_by_endpoint"],
-        "sfn_transitions_per_1000": round(last["transitions"] * 1000 / args.documents, 1),
-        "wall_s_median": erphub_wall,
-        "naive_wall_s_median": naive_wall,
-        "aws_counts": {
-            k: last[k]
-            for k in (
-                "lambda_invocations",
-                "lambda_seconds",
-                "dynamodb_writes",
-                "dynamodb_reads",
-                "dynamodb_wru_per_write",
-                "s3_puts",
-                "s3_gets",
-                "secret_reads",
-            )
-        },
-    }
-    results["speedup_vs_naive"] = round(naive_wall / erphub_wall, 2)
-    procuros = _timed("procuros erphub run", lambda: procuros_run(args.documents, latency))
-    results["procuros"] = {
-        "api_calls": procuros["api_calls"],
-        "api_call_floor": procuros["api_call_floor"],
-        "api_calls_over_floor": round(procuros["api_calls"] / procuros["api_call_floor"], 4),
-        "api_calls_by_endpoint": procuros["api_calls_by_endpoint"],
-        "sfn_transitions_per_1000": round(procuros["transitions"] * 1000 / args.documents, 1),
-        "wall_s": round(procuros["wall_s"], 2),
-    }
-    results["cost_usd_per_10k"] = {
-        "rossum-export": cost_per_10k(last),
-        "procuros-send": cost_per_10k(procuros),
-    }
-    if "drops" not in args.skip:
-        from erphub_local.demos.beqom_import import BeqomImportDemo
-        from erphub_local.demos.ebill_upload import EbillUploadDemo
-
-        # eBill: per 10,000 CSV rows (1,000 customers + 40 invoices with their line items).
-        ebill = _timed(
-            "ebill costs", lambda: section_costs(EbillUploadDemo(), "EbillUploadStateMachine", 1040)
-        )
-        # beqom: per 10,000 worker documents (530 imported, each dropped twice).
-        beqom = _timed("beqom costs", lambda: section_costs(BeqomImportDemo(), None, 530))
-        results["cost_usd_per_10k"]["ebill-upload (rows)"] = cost_per_10k(ebill)
-        results["cost_usd_per_10k"]["beqom-import"] = cost_per_10k(beqom)
-        results["drops_aws_counts"] = {"ebill-upload": ebill, "beqom-import": beqom}
-    if "upload" not in args.skip:
-        from bench.upload_rss import measure
-
-        for label, size in (("100mb", 100 * 2**20), ("1gb", 2**30)):
-            figure = _timed(f"eBill upload of {label}", lambda size=size: measure(size))
-            results[f"upload_rss_growth_mb_{label}"] = figure["rss_growth_mb"]
-            results.setdefault("upload", {})[label] = figure
-    if "imports" not in args.skip:
+    costs: dict[str, float] = {}
+    if "rossum" in selected:
+        figures, last = _rossum_figures(args.documents, latency, args.runs)
+        results.update(figures)
+        costs["rossum-export"] = cost_per_10k(last)
+    if "procuros" in selected:
+        results["procuros"], procuros = _procuros_figures(args.documents, latency)
+        costs["procuros-send"] = cost_per_10k(procuros)
+    if "drops" in selected:
+        drops = _drops_figures()
+        costs["ebill-upload (rows)"] = cost_per_10k(drops["ebill-upload"])
+        costs["beqom-import"] = cost_per_10k(drops["beqom-import"])
+        results["drops_aws_counts"] = drops
+    if costs:
+        results["cost_usd_per_10k"] = costs
+    if "upload" in selected:
+        results.update(_upload_figures())
+    if "imports" in selected:
         results["cold_import"] = _timed("cold imports", cold_imports)
         results["cold_import_ratio_vs_boto3"] = results["cold_import"]["ratio"]
-    if "layer" not in args.skip:
+    if "layer" in selected:
         results["layer_size_mb"] = _timed("layer size", layer_size_mb)
     results["prices"] = {"as_of": PRICES["as_of"], "region": PRICES["region"]}
 
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    table = Table(
-        title=f"erphub bench ({args.documents} documents, {args.latency_ms:g} ms per request)"
-    )
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target")
-    rows = [
-        (
-            "rossum.api_calls / api_call_floor",
-            f"{last['api_calls']} / {last['api_call_floor']}",
-            "= 1.00",
-        ),
-        (
-            "rossum.sfn_transitions_per_1000",
-            str(results["rossum"]["sfn_transitions_per_1000"]),
-            "<= 60",
-        ),
-        (
-            "speedup_vs_naive",
-            f"{results['speedup_vs_naive']} ({naive_wall:.1f} s / {erphub_wall:.1f} s)",
-            ">= 5",
-        ),
-        (
-            "cold_import_ratio_vs_boto3",
-            f"{results.get('cold_import_ratio_vs_boto3')}"
-            f" ({results.get('cold_import', {}).get('worst_handler')})",
-            "<= 2.0",
-        ),
-        (
-            "cost_usd_per_10k.rossum-export",
-            f"${results['cost_usd_per_10k']['rossum-export']}",
-            "< $0.10",
-        ),
-        (
-            "procuros.api_calls / api_call_floor",
-            f"{procuros['api_calls']} / {procuros['api_call_floor']}",
-            "= 1.00",
-        ),
-        *(
-            (f"cost_usd_per_10k.{flow}", f"${usd}", "< $0.10" if flow == "rossum-export" else "")
-            for flow, usd in results["cost_usd_per_10k"].items()
-            if flow != "rossum-export"
-        ),
-        ("upload_rss_growth_mb_100mb", str(results.get("upload_rss_growth_mb_100mb")), "<= 64"),
-        ("upload_rss_growth_mb_1gb", str(results.get("upload_rss_growth_mb_1gb")), "<= 64"),
-        ("layer_size_mb", str(results.get("layer_size_mb")), ""),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    _print_table(results, args.documents, args.latency_ms)
     console.print(f"wrote {args.out}")
 
 

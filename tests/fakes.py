@@ -12,7 +12,7 @@ from samtranslator.yaml_helper import yaml_parse
 from erphub.clients.erp import Accepted, Rejected
 from erphub.clients.rossum import AnnotationState
 from erphub.errors import TransientError
-from erphub.models import Invoice
+from erphub.invoices import Invoice
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 

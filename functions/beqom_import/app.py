@@ -14,6 +14,8 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 
+# What beqom_import_deps() builds, loaded at init like everything each invocation needs.
+import erphub.secrets  # noqa: F401
 from erphub.flows.beqom_import import import_message
 from erphub.observability import logger, metrics
 from erphub.runtime import beqom_import_deps

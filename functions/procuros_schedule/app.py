@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from erphub.flows.procuros_send import start_scheduled_send
+# What procuros_execution_starter() builds, loaded at init like everything each invocation needs.
+import erphub.clients.workflows  # noqa: F401
+from erphub.flows.procuros_schedule import start_scheduled_send
 from erphub.observability import logger, metrics
 from erphub.runtime import procuros_execution_starter
 

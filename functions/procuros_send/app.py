@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# What procuros_send_deps() builds, loaded at init like everything each invocation needs.
+import erphub.clients.erp
+import erphub.secrets  # noqa: F401
 from erphub.flows.procuros_send import SendRequest, send_chunk
 from erphub.observability import logger, metrics
 from erphub.runtime import procuros_send_deps

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# What finalize_deps() builds, loaded at init like everything each invocation needs.
+import erphub.clients.rossum
+import erphub.secrets  # noqa: F401
 from erphub.flows.rossum_export import finalize
 from erphub.models import FinalizeRequest
 from erphub.observability import logger, metrics

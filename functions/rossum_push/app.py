@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# What push_deps() builds, loaded at init like everything each invocation needs.
+import erphub.clients.erp
+import erphub.mapping
+import erphub.secrets  # noqa: F401
 from erphub.flows.rossum_export import push_to_erp
 from erphub.models import PushRequest
 from erphub.observability import logger, metrics

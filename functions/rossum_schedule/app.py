@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+# What execution_starter() builds, loaded at init like everything each invocation needs.
+import erphub.clients.workflows  # noqa: F401
 from erphub.flows.rossum_export import start_scheduled_exports
 from erphub.observability import logger, metrics
 from erphub.runtime import execution_starter, schedule_settings

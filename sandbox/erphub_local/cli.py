@@ -348,10 +348,10 @@ def ebill_init(job_id: str, carry_forward: str, zero_out_balances: bool, yes: bo
         raise click.UsageError(f"unknown --carry-forward value(s): {', '.join(sorted(unknown))}")
     if not chosen and not zero_out_balances:
         raise click.UsageError("nothing to do: give --carry-forward and/or --zero-out-balances")
-    env_file = config.ROOT / ".env"
+    environ = config.environment()
     try:
-        settings = EbillSettings(_env_file=env_file)
-        http = HttpSettings(_env_file=env_file)
+        settings = EbillSettings.from_env(environ)
+        http = HttpSettings.from_env(environ)
     except ValidationError as error:
         names = ", ".join(str(e["loc"][0]).upper() for e in error.errors())
         raise click.UsageError(f"set (or fix) {names}") from None
@@ -682,8 +682,8 @@ def map_preview(annotation: Path | None, outgoing: Path | None, location: str | 
 
 
 def _preview_annotations(path: Path, location: str) -> list[dict[str, Any]]:
+    from erphub.invoices import ExportedAnnotation  # noqa: PLC0415
     from erphub.mapping import MappingError, load_mapping, to_invoice  # noqa: PLC0415
-    from erphub.models import ExportedAnnotation  # noqa: PLC0415
 
     spec = load_mapping(location)
     results: list[dict[str, Any]] = []

@@ -97,13 +97,19 @@ class LocalConfig:
         return lacking
 
 
-def load(env: dict[str, str] | None = None, env_file: Path | None = None) -> LocalConfig:
-    """Read the configuration from ``env`` (default: os.environ) over a ``.env`` file."""
+def environment(env: dict[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
+    """``env`` (default: os.environ) over the variables of a ``.env`` file (default: the root's)."""
     values: dict[str, str] = {}
     dotenv = env_file if env_file is not None else ROOT / ".env"
     if dotenv.is_file():
         values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
     values.update(os.environ if env is None else env)
+    return values
+
+
+def load(env: dict[str, str] | None = None, env_file: Path | None = None) -> LocalConfig:
+    """Read the configuration from ``env`` (default: os.environ) over a ``.env`` file."""
+    values = environment(env, env_file)
     config = LocalConfig()
     for variable, parameter in PARAMETERS.items():
         if values.get(variable):

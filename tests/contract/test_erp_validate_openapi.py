@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from erphub.clients.erp import Accepted, HttpErpGateway, Rejected, Valid
 from erphub.errors import ConfigurationError, TransientError
-from erphub.models import Invoice
+from erphub.invoices import Invoice
 from erphub_local.simulators import ErpSimulator, Fault
 from tests.contract.openapi_check import check_exchange, load_erp_spec
 from tests.contract.test_erp_openapi import ACME, TOKEN, invoice

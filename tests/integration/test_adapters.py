@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from erphub.clients.erp import Accepted, HttpErpGateway, Rejected
 from erphub.clients.rossum import SdkRossumClient
 from erphub.errors import ConfigurationError, TransientError
-from erphub.models import Invoice, InvoiceLine, Supplier
+from erphub.invoices import Invoice, InvoiceLine, Supplier
 from erphub_local.seed import build_annotation_content
 from erphub_local.simulators import ErpSimulator, Fault, RossumSimulator
 from tests.contract.openapi_check import check_exchange, load_erp_spec

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from erphub.invoices import ExportedAnnotation
 from erphub.mapping import MappingError, load_mapping, to_invoice
-from erphub.models import ExportedAnnotation
 from erphub_local import config
 from erphub_local.aws.stack import LocalStack
 from erphub_local.runner import run_flow

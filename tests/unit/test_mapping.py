@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from erphub.invoices import ExportedAnnotation
 from erphub.mapping import MappingError, to_invoice
-from erphub.models import ExportedAnnotation
 
 
 def dp(schema_id: str, value: str, kind: str = "string") -> dict[str, Any]:

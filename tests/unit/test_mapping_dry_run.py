@@ -17,8 +17,10 @@ from erphub.dryrun import DryRunSummary
 from erphub.errors import TransientError
 from erphub.flows import procuros_send
 from erphub.flows import rossum_export as flow
+from erphub.flows.procuros_schedule import start_scheduled_send
+from erphub.invoices import Invoice
 from erphub.ledger import Ledger, Status
-from erphub.models import FinalizeRequest, Invoice, PollRequest, PushRequest
+from erphub.models import FinalizeRequest, PollRequest, PushRequest
 from erphub.payloads import PayloadStore
 from erphub.settings import RejectPolicy
 from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
@@ -195,7 +197,7 @@ def test_a_dry_run_is_named_apart_from_the_real_run_of_its_tick() -> None:
     starter = Starter()
     flow.start_scheduled_exports([1001], tick, starter)
     flow.start_scheduled_exports([1001], tick, starter, dry_run=True)
-    procuros_send.start_scheduled_send(tick, starter, dry_run=True)
+    start_scheduled_send(tick, starter, dry_run=True)
     assert starter.started == {
         "rossum-1001-20261121T120000Z": {"queueId": 1001, "dryRun": False},
         "rossum-1001-20261121T120000Z-dry-run": {"queueId": 1001, "dryRun": True},

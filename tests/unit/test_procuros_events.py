@@ -8,7 +8,8 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from erphub.flows.procuros_send import ListRequest, SendRequest, execution_name
+from erphub.flows.procuros_schedule import execution_name
+from erphub.flows.procuros_send import ListRequest, SendRequest
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

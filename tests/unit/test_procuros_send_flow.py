@@ -24,6 +24,7 @@ from erphub.clients.procuros import (
 )
 from erphub.errors import BadInputError, TransientError
 from erphub.flows import procuros_send as flow
+from erphub.flows.procuros_schedule import start_scheduled_send
 from erphub.ledger import Ledger, Status
 from erphub.models import OutgoingDocument, OutgoingUpdate
 from erphub.payloads import PayloadStore
@@ -649,8 +650,8 @@ class FakeStarter:
 def test_one_execution_per_tick_named_after_it() -> None:
     starter = FakeStarter()
     tick = datetime(2026, 11, 21, 12, 15, tzinfo=UTC)
-    first = flow.start_scheduled_send(tick, starter)
-    again = flow.start_scheduled_send(tick, starter)
+    first = start_scheduled_send(tick, starter)
+    again = start_scheduled_send(tick, starter)
     assert list(first) == ["procuros-send-20261121T121500Z"]
     assert first["procuros-send-20261121T121500Z"] is not None
     assert again == {"procuros-send-20261121T121500Z": None}

@@ -33,7 +33,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_defaults_send_the_four_types_and_report_after_three_failures(
     env: pytest.MonkeyPatch,
 ) -> None:
-    settings = ProcurosSendSettings()
+    settings = ProcurosSendSettings.from_env()
     assert settings.procuros_error_report_after == 3
     assert settings.document_types == {
         "INVOICE",
@@ -46,7 +46,7 @@ def test_defaults_send_the_four_types_and_report_after_three_failures(
 def test_the_document_types_are_configurable(env: pytest.MonkeyPatch) -> None:
     env.setenv("PROCUROS_DOCUMENT_TYPES", " INVOICE , CREDIT_NOTE,INVOICE")
     env.setenv("PROCUROS_ERROR_REPORT_AFTER", "5")
-    settings = ProcurosSendSettings()
+    settings = ProcurosSendSettings.from_env()
     assert settings.document_types == {"INVOICE", "CREDIT_NOTE"}
     assert settings.procuros_error_report_after == 5
 
@@ -65,30 +65,30 @@ def test_a_wrong_setting_fails_the_cold_start_naming_it(
 ) -> None:
     env.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
-        ProcurosSendSettings()
+        ProcurosSendSettings.from_env()
 
 
 def test_dry_runs_read_a_year_of_procuros_history_unless_told_otherwise(
     env: pytest.MonkeyPatch,
 ) -> None:
-    assert ProcurosListSettings().procuros_known_partners_days == 365
+    assert ProcurosListSettings.from_env().procuros_known_partners_days == 365
     env.setenv("PROCUROS_KNOWN_PARTNERS_DAYS", "0")
-    assert ProcurosListSettings().procuros_known_partners_days == 0
+    assert ProcurosListSettings.from_env().procuros_known_partners_days == 0
     env.setenv("PROCUROS_KNOWN_PARTNERS_DAYS", "-1")
     with pytest.raises(ValidationError, match="procuros_known_partners_days"):
-        ProcurosListSettings()
+        ProcurosListSettings.from_env()
 
 
 def test_the_list_step_needs_the_procuros_url_for_its_dry_runs(env: pytest.MonkeyPatch) -> None:
     env.delenv("PROCUROS_BASE_URL")
     with pytest.raises(ValidationError, match="procuros_base_url"):
-        ProcurosListSettings()
+        ProcurosListSettings.from_env()
 
 
 def test_the_scheduler_needs_its_state_machine(env: pytest.MonkeyPatch) -> None:
     env.delenv("PROCUROS_SEND_STATE_MACHINE_ARN", raising=False)
     with pytest.raises(ValidationError, match="procuros_send_state_machine_arn"):
-        ProcurosScheduleSettings()
+        ProcurosScheduleSettings.from_env()
 
 
 def test_the_token_comes_from_the_variable_without_a_secret_and_stays_secret() -> None:

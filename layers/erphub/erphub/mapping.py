@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from erphub.errors import BadInputError
+from erphub.invoices import Datapoint, ExportedAnnotation, Invoice, Multivalue, TupleNode
 from erphub.mapengine import apply
 from erphub.mapfile import MappingSpec, Target, load, packaged
-from erphub.models import Datapoint, ExportedAnnotation, Invoice, Multivalue, TupleNode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

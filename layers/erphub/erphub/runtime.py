@@ -1,7 +1,9 @@
 """Builds each step's dependencies from its settings, once per warm container.
 
-Adapters and flows are imported inside the builder that needs them, so a handler's cold start
-imports only its own adapters (the Rossum SDK is not loaded by the eBill functions, and so on).
+Adapters and flows are imported inside the builder that needs them, so this module loads none of
+them; each handler imports the ones its builder uses at its cold start, and only those (the
+Rossum SDK is not loaded by push or the eBill functions, and so on: see
+tests/static/test_handler_imports.py).
 
 Handlers call these at invocation time, not import time, so a cold start fails with a clear
 settings error and tests can swap the environment between stacks. The cache is keyed by the
@@ -16,9 +18,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from erphub.ledger import Ledger
-from erphub.mapping import load_mapping as rossum_mapping
 from erphub.payloads import PayloadStore
-from erphub.procuros_mapping import load_mapping as procuros_mapping
 from erphub.settings import (
     BeqomImportSettings,
     EbillDropSettings,
@@ -80,10 +80,7 @@ def _rossum(settings: RossumSettings, http: HttpSettings) -> SdkRossumClient:
         str(settings.rossum_base_url),
         credentials.username,
         credentials.password,
-        timeout=http.http_timeout_seconds,
-        max_attempts=http.http_max_attempts,
-        backoff=http.http_backoff_seconds,
-        max_retry_after=http.http_max_retry_after_seconds,
+        **http.client_options(),
     )
 
 
@@ -95,10 +92,7 @@ def _erp(settings: ErpSettings, http: HttpSettings) -> HttpErpGateway:
     return HttpErpGateway(
         str(settings.erp_base_url),
         credentials.api_token,
-        timeout=http.http_timeout_seconds,
-        max_attempts=http.http_max_attempts,
-        backoff=http.http_backoff_seconds,
-        max_retry_after=http.http_max_retry_after_seconds,
+        **http.client_options(),
     )
 
 
@@ -117,6 +111,7 @@ def _poll_deps(settings: PollSettings) -> PollDeps:
 @cache
 def _push_deps(settings: PushSettings) -> PushDeps:
     from erphub.flows.rossum_export import PushDeps  # noqa: PLC0415 - imported when built
+    from erphub.mapping import load_mapping as rossum_mapping  # noqa: PLC0415 - imported when built
 
     return PushDeps(
         concurrency=settings.erp_concurrency,
@@ -149,22 +144,22 @@ def _starter(settings: ScheduleSettings) -> StepFunctionsStarter:
 
 def poll_deps() -> PollDeps:
     """The poll step's dependencies."""
-    return _poll_deps(PollSettings())
+    return _poll_deps(PollSettings.from_env())
 
 
 def push_deps() -> PushDeps:
     """The push step's dependencies."""
-    return _push_deps(PushSettings())
+    return _push_deps(PushSettings.from_env())
 
 
 def finalize_deps() -> FinalizeDeps:
     """The finalize step's dependencies."""
-    return _finalize_deps(FinalizeSettings())
+    return _finalize_deps(FinalizeSettings.from_env())
 
 
 def schedule_settings() -> ScheduleSettings:
     """The scheduler's settings."""
-    return ScheduleSettings()
+    return ScheduleSettings.from_env()
 
 
 def execution_starter(settings: ScheduleSettings) -> StepFunctionsStarter:
@@ -191,10 +186,7 @@ def _beqom_import_deps(settings: BeqomImportSettings) -> ImportDeps:
         credentials.client_id,
         credentials.client_secret,
         scope=settings.beqom_scope,
-        timeout=settings.http_timeout_seconds,
-        max_attempts=settings.http_max_attempts,
-        backoff=settings.http_backoff_seconds,
-        max_retry_after=settings.http_max_retry_after_seconds,
+        **settings.client_options(),
     )
     endpoint = settings.aws_endpoint_url
     return ImportDeps(
@@ -208,7 +200,7 @@ def _beqom_import_deps(settings: BeqomImportSettings) -> ImportDeps:
 
 def beqom_import_deps() -> ImportDeps:
     """The beqom import consumer's dependencies (the token cache lives as long as they do)."""
-    return _beqom_import_deps(BeqomImportSettings())
+    return _beqom_import_deps(BeqomImportSettings.from_env())
 
 
 # --- ERP -> Procuros outgoing transactions ------------------------------------------------------
@@ -222,10 +214,7 @@ def _procuros(settings: ProcurosSettings, http: HttpSettings) -> HttpProcurosCli
     return HttpProcurosClient(
         str(settings.procuros_base_url),
         credentials.api_token,
-        timeout=http.http_timeout_seconds,
-        max_attempts=http.http_max_attempts,
-        backoff=http.http_backoff_seconds,
-        max_retry_after=http.http_max_retry_after_seconds,
+        **http.client_options(),
     )
 
 
@@ -238,6 +227,7 @@ def _procuros_history(settings: ProcurosListSettings) -> HttpProcurosClient:
 @cache
 def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
     from erphub.flows.procuros_send import ListDeps  # noqa: PLC0415 - imported when built
+    from erphub.procuros_mapping import load_mapping as procuros_mapping  # noqa: PLC0415 - imported when built
 
     return ListDeps(
         erp=_erp(settings, settings),
@@ -255,6 +245,7 @@ def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
 @cache
 def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
     from erphub.flows.procuros_send import SEND_ATTEMPTS, SendDeps  # noqa: PLC0415 - imported when built
+    from erphub.procuros_mapping import load_mapping as procuros_mapping  # noqa: PLC0415 - imported when built
 
     return SendDeps(
         erp=_erp(settings, settings),
@@ -279,17 +270,17 @@ def _procuros_starter(settings: ProcurosScheduleSettings) -> StepFunctionsStarte
 
 def procuros_list_deps() -> ListDeps:
     """The Procuros list step's dependencies."""
-    return _procuros_list_deps(ProcurosListSettings())
+    return _procuros_list_deps(ProcurosListSettings.from_env())
 
 
 def procuros_send_deps() -> SendDeps:
     """The Procuros send step's dependencies."""
-    return _procuros_send_deps(ProcurosSendSettings())
+    return _procuros_send_deps(ProcurosSendSettings.from_env())
 
 
 def procuros_execution_starter() -> StepFunctionsStarter:
     """Starts executions of the Procuros send state machine."""
-    return _procuros_starter(ProcurosScheduleSettings())
+    return _procuros_starter(ProcurosScheduleSettings.from_env())
 
 
 # --- S3 drop -> eBill batch upload ---------------------------------------------------------------
@@ -312,10 +303,7 @@ def ebill_client(settings: EbillSettings, http: HttpSettings) -> HttpEbillClient
     return HttpEbillClient(
         str(settings.ebill_base_url),
         auth,
-        timeout=http.http_timeout_seconds,
-        max_attempts=http.http_max_attempts,
-        backoff=http.http_backoff_seconds,
-        max_retry_after=http.http_max_retry_after_seconds,
+        **http.client_options(),
     )
 
 
@@ -374,14 +362,14 @@ def _ebill_deps(settings: EbillStepSettings) -> EbillDeps:
 
 def ebill_trigger_deps() -> TriggerDeps:
     """The eBill S3 trigger's dependencies."""
-    return _ebill_trigger_deps(EbillTriggerSettings())
+    return _ebill_trigger_deps(EbillTriggerSettings.from_env())
 
 
 def ebill_drop_deps() -> DropDeps:
     """The dependencies of the eBill steps that need no eBill client (plan, failure)."""
-    return _ebill_drop_deps(EbillDropSettings())
+    return _ebill_drop_deps(EbillDropSettings.from_env())
 
 
 def ebill_deps() -> EbillDeps:
     """The dependencies of the eBill steps that talk to eBill."""
-    return _ebill_deps(EbillStepSettings())
+    return _ebill_deps(EbillStepSettings.from_env())

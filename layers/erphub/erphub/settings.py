@@ -2,18 +2,40 @@
 
 Each handler composes the mixins it needs, so a missing variable fails the cold start with a
 message naming it instead of failing half way through a batch.
+
+``from_env()`` reads each field from the environment variable of its name, in any case. Plain
+pydantic models: pydantic-settings would bring asyncio, argparse and dotenv into every cold
+start. A class builds its validator when it is first read, so a handler builds the one it uses.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-class _Base(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+class _Base(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True, defer_build=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str | None] | None = None, **values: Any) -> Self:
+        """The settings from ``environ`` (the process environment by default).
+
+        Each field comes from the variable of its name, in any case; ``values`` come first.
+        """
+        variables = {
+            name.lower(): value
+            for name, value in (os.environ if environ is None else environ).items()
+            if value is not None
+        }
+        found = {name: variables[name] for name in cls.model_fields if name in variables}
+        return cls(**{**found, **values})
 
 
 class StoreSettings(_Base):
@@ -31,6 +53,24 @@ class HttpSettings(_Base):
     http_max_attempts: int = Field(default=4, ge=1, le=10)
     http_backoff_seconds: float = Field(default=0.5, ge=0)
     http_max_retry_after_seconds: float = Field(default=60.0, ge=0)
+
+    def client_options(self) -> HttpClientOptions:
+        """The keyword arguments every erphub HTTP client takes."""
+        return HttpClientOptions(
+            timeout=self.http_timeout_seconds,
+            max_attempts=self.http_max_attempts,
+            backoff=self.http_backoff_seconds,
+            max_retry_after=self.http_max_retry_after_seconds,
+        )
+
+
+class HttpClientOptions(TypedDict):
+    """Timeout and retry options of an HTTP client (see :class:`HttpSettings`)."""
+
+    timeout: float
+    max_attempts: int
+    backoff: float
+    max_retry_after: float
 
 
 class RossumSettings(_Base):

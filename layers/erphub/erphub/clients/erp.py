@@ -1,15 +1,19 @@
-"""The ERP port and its adapter for erphub's ERP contract (``contracts/erp-openapi.yaml``)."""
+"""The ERP adapter for erphub's ERP contract (``contracts/erp-openapi.yaml``).
+
+The port it implements, and the answers it gives, are in :mod:`erphub.clients.erp_port`.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 import tenacity
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
+from erphub.clients.erp_port import Accepted, OutgoingPage, Rejected, Unreadable, Valid
 from erphub.clients.http import RETRYABLE_STATUS, build_client
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.models import OutgoingDocument
@@ -17,77 +21,8 @@ from erphub.models import OutgoingDocument
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from erphub.models import Invoice, OutgoingUpdate
-
-
-class Accepted(BaseModel):
-    """The ERP holds the invoice (created now, or found under its external reference)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    erp_id: str
-    already_existed: bool = False
-
-
-class Rejected(BaseModel):
-    """The ERP refused the invoice, with its reasons."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reasons: list[str]
-
-
-class Valid(BaseModel):
-    """The ERP would book the invoice (the answer of a validation, which books nothing)."""
-
-    model_config = ConfigDict(frozen=True)
-
-
-class ErpGateway(Protocol):
-    """What the flows need from an ERP."""
-
-    def push_invoice(self, invoice: Invoice) -> Accepted | Rejected:
-        """Create the invoice, once: an existing external reference answers Accepted."""
-        ...
-
-    def find_invoice(self, external_reference: str) -> str | None:
-        """The ERP id of the invoice with this external reference, if the ERP holds one."""
-        ...
-
-    def validate_invoice(self, invoice: Invoice) -> Valid | Accepted | Rejected:
-        """What :meth:`push_invoice` would answer, without booking anything (dry runs)."""
-        ...
-
-
-class Unreadable(BaseModel):
-    """A listed outgoing document that does not match the contract (it is left alone)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    document_id: str | None
-    problems: list[str]
-
-
-class OutgoingPage(BaseModel):
-    """One page of ``GET /outgoing-documents``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    documents: list[OutgoingDocument]
-    unreadable: list[Unreadable] = []
-    next_cursor: str | None = None
-
-
-class ErpOutgoing(Protocol):
-    """What the Procuros send flow needs from an ERP: its outgoing documents and their status."""
-
-    def pending_outgoing(self, cursor: str | None = None, limit: int = 100) -> OutgoingPage:
-        """One page of the outgoing documents whose Procuros status is empty."""
-        ...
-
-    def update_outgoing(self, document_id: str, update: OutgoingUpdate) -> OutgoingDocument:
-        """Set the Procuros status, transaction id and/or error URL of one document."""
-        ...
+    from erphub.invoices import Invoice
+    from erphub.models import OutgoingUpdate
 
 
 class _Retryable(Exception):

@@ -4,14 +4,15 @@ The SDK brings the login (form body), the bearer header, the re-login on 401 and
 5xx and transport errors. On top of it the adapter waits out 429 for as long as ``Retry-After``
 says (the SDK's own backoff ignores the header), and it uses the SDK's low-level client for the
 export calls: the high-level ``Annotation`` model cannot read the documented export JSON.
+
+The port it implements is in :mod:`erphub.clients.rossum_port`.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rossum_api.clients.internal_sync_client import InternalSyncClient
@@ -20,47 +21,14 @@ from rossum_api.dtos import UserCredentials
 from rossum_api.exceptions import APIClientError
 
 from erphub.clients.http import RETRYABLE_STATUS, RetryAfterTransport
-from erphub.errors import ConfigurationError, ErphubError, TransientError
+from erphub.clients.rossum_port import MAX_IDS_PER_EXPORT, AnnotationState, RossumError
+from erphub.errors import ConfigurationError, TransientError
 from erphub.models import annotation_id_from_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from pydantic import SecretStr
-
-MAX_IDS_PER_EXPORT = 100
-
-
-class RossumError(ErphubError):
-    """Rossum refused a request for a reason retrying will not fix."""
-
-
-@dataclass(frozen=True)
-class AnnotationState:
-    """Where an annotation stands in Rossum, and the error messages an operator sees on it."""
-
-    status: str
-    errors: tuple[str, ...] = ()
-
-
-class RossumPort(Protocol):
-    """What the Rossum export flow needs from Rossum."""
-
-    def confirmed_annotations(self, queue_id: int) -> Iterator[dict[str, Any]]:
-        """Every confirmed annotation of the queue, as export JSON results, page by page."""
-        ...
-
-    def mark_exported(self, queue_id: int, annotation_ids: Sequence[int]) -> dict[int, str]:
-        """Move exactly these (at most 100) annotations to ``exported``; their statuses after."""
-        ...
-
-    def mark_failed_export(self, annotation_id: int, message: str) -> None:
-        """Move one annotation to ``failed_export`` with ``message`` for the operator."""
-        ...
-
-    def annotation_states(self, annotation_ids: Sequence[int]) -> dict[int, AnnotationState]:
-        """The current status (and error messages) of these annotations; absent if unknown."""
-        ...
 
 
 class SdkRossumClient:

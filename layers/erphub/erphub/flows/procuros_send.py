@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
-from erphub.clients.erp import ErpOutgoing
+from erphub.clients.erp_port import ErpOutgoing
 from erphub.clients.procuros import (
     AlreadyReceived,
     ErrorReport,
@@ -54,9 +54,6 @@ from erphub.observability import MetricUnit, logger, metrics
 from erphub.payloads import PayloadStore
 from erphub.procuros_mapping import MappingError, ProcurosTransaction, identifier_of, to_transaction
 from erphub.procuros_schema import transaction_schema
-
-if TYPE_CHECKING:
-    from erphub.clients.workflows import ExecutionStarter
 
 FLOW = "procuros-send"
 CHUNK_SIZE = 100
@@ -135,29 +132,6 @@ class SendResult(CamelModel):
     deferred: int = 0
     skipped: int = 0
     posts: int = 0
-
-
-# --- schedule ---------------------------------------------------------------------------------
-
-
-def execution_name(scheduled_at: datetime, *, dry_run: bool = False) -> str:
-    """One name per schedule tick, so a repeated tick starts nothing twice.
-
-    A dry run has a name of its own: it must never take the name a real run needs.
-    """
-    suffix = "-dry-run" if dry_run else ""
-    return f"procuros-send-{scheduled_at.astimezone(UTC):%Y%m%dT%H%M%SZ}{suffix}"
-
-
-def start_scheduled_send(
-    scheduled_at: datetime, starter: ExecutionStarter, *, dry_run: bool = False
-) -> dict[str, str | None]:
-    """Start the send execution of this tick; execution name -> ARN (None if it existed)."""
-    name = execution_name(scheduled_at, dry_run=dry_run)
-    arn = starter.start(name, {"dryRun": dry_run})
-    metrics.add_metric(name="ProcurosSendStarted", unit=MetricUnit.Count, value=1 if arn else 0)
-    logger.info("send started" if arn else "send already started", extra={"execution": name})
-    return {name: arn}
 
 
 # --- 1. list ------------------------------------------------------------------------------------

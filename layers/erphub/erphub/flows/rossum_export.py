@@ -23,22 +23,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from erphub.clients.erp import Accepted, ErpGateway, Rejected, Valid
-from erphub.clients.rossum import MAX_IDS_PER_EXPORT, RossumError, RossumPort
+from erphub.clients.erp_port import Accepted, ErpGateway, Rejected, Valid
+from erphub.clients.rossum_port import MAX_IDS_PER_EXPORT, RossumError, RossumPort
 from erphub.dryrun import DryRunSummary, Preview, write_report
 from erphub.errors import LeaseLostError, TransientError
 from erphub.faults import checkpoint
 from erphub.ledger import Ledger, Status
-from erphub.mapfile import MappingSpec
-from erphub.mapping import MappingError, to_invoice
 from erphub.models import (
     CamelModel,
     ChunkRef,
     DocumentOutcome,
-    ExportedAnnotation,
     FinalizeRequest,
     FinalizeResult,
-    Invoice,
     PollRequest,
     PollResult,
     PushRequest,
@@ -54,6 +50,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from erphub.clients.workflows import ExecutionStarter
+    from erphub.invoices import Invoice  # noqa: TC004 - the dataclasses never evaluate annotations
+    from erphub.mapfile import MappingSpec  # noqa: TC004 - ditto
 
 FLOW = "rossum-export"
 #: what a document's earlier ledger state says about the ERP holding it already
@@ -329,6 +327,10 @@ class _Pending:
 
 def _prepare(item: ChunkItem, request: PushRequest, deps: PushDeps) -> DocumentOutcome | _Pending:
     """Decide what to do with one document from what the ledger knew of it."""
+    # Only the push step maps (functions/rossum_push loads the mapping at its cold start).
+    from erphub.invoices import ExportedAnnotation  # noqa: PLC0415
+    from erphub.mapping import MappingError, to_invoice  # noqa: PLC0415
+
     annotation_id = annotation_id_from_url(str(item.annotation.get("url", "")))
     assert annotation_id is not None  # the poll step kept only results with an id
     prior = item.prior
