@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 # What ebill_deps() builds, loaded at init like everything each invocation needs.
+import erphub.clients.ebill
 import erphub.secrets  # noqa: F401
 from erphub.flows.ebill_upload import PollRequest, poll_status
 from erphub.observability import logger, metrics

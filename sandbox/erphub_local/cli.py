@@ -334,7 +334,7 @@ def ebill_init(job_id: str, carry_forward: str, zero_out_balances: bool, yes: bo
     """
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from erphub.clients.ebill import InitSpec  # noqa: PLC0415
+    from erphub.clients.ebill_port import InitSpec  # noqa: PLC0415
     from erphub.errors import ErphubError  # noqa: PLC0415
     from erphub.flows.ebill_upload import run_batch_init  # noqa: PLC0415
     from erphub.runtime import ebill_client  # noqa: PLC0415

@@ -11,15 +11,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from erphub.clients.ebill import (
+from erphub.clients.ebill import HttpEbillClient, ebill_auth
+from erphub.clients.ebill_port import (
     DownloadUrlExpired,
     EbillRejected,
-    HttpEbillClient,
     InitSpec,
     PresignedUrlRefused,
     UploadSpec,
     UploadUrlExpired,
-    ebill_auth,
 )
 from erphub.errors import ConfigurationError
 from erphub_local.simulators.base import Fault

@@ -62,7 +62,11 @@ PROCUROS = {"erphub.clients.erp", "erphub.clients.procuros", "erphub.procuros_ma
 #: The adapters each handler loads at its cold start.
 LOADED = {
     "beqom_import": {"erphub.clients.beqom"},
-    **{h: {"erphub.clients.ebill"} for h in BUILDS if h.startswith("ebill_")},
+    **{
+        f"ebill_{step}": {"erphub.clients.ebill"}
+        for step in ("upload", "finalize", "poll", "results")
+    },
+    **{f"ebill_{step}": set() for step in ("trigger", "plan", "failure")},
     "procuros_list": PROCUROS,
     "procuros_send": PROCUROS,
     "procuros_schedule": set(),

@@ -14,18 +14,20 @@ from pydantic import SecretStr
 
 from erphub.clients.ebill import (
     CHUNK_SIZE,
+    HttpEbillClient,
+    ebill_auth,
+    parse_batch_process,
+    request_xml,
+)
+from erphub.clients.ebill_port import (
     BatchProcess,
     EbillProtocolError,
     EbillRejected,
-    HttpEbillClient,
     InitSpec,
     PresignedUrlRefused,
     UploadSpec,
     UploadUrlExpired,
-    ebill_auth,
-    parse_batch_process,
     read_output_rows,
-    request_xml,
 )
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.files import FileStore, StoredObject

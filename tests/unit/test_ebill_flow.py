@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 
 from erphub import faults
-from erphub.clients.ebill import (
+from erphub.clients.ebill_port import (
     BatchProcess,
     DownloadUrlExpired,
     EbillRejected,

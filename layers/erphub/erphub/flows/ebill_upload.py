@@ -39,7 +39,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from erphub.clients.ebill import (
+from erphub.clients.ebill_port import (
     CUSTOMER,
     FAILED,
     INVOICE,
