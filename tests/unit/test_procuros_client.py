@@ -156,19 +156,6 @@ def test_auth_and_path_errors_are_configuration_errors(status: int, hint: str) -
 
 
 def test_sent_transactions_follow_the_cursor_with_the_filters() -> None:
-    def page(items: list[dict[str, object]], cursor: str | None) -> httpx.Response:
-        return answer(
-            200,
-            {
-                "items": items,
-                "hasMore": cursor is not None,
-                "perPage": 100,
-                "count": len(items),
-                "nextCursor": cursor,
-                "nextPageUrl": None,
-            },
-        )
-
     item = {
         "procurosTransactionId": "t-1",
         "type": "INVOICE",
@@ -179,7 +166,8 @@ def test_sent_transactions_follow_the_cursor_with_the_filters() -> None:
         "content": {"header": {"invoiceIdentifier": "INV-1"}},
     }
     script = Script(
-        page([item, {"broken": True}], "c2"), page([{**item, "procurosTransactionId": "t-2"}], None)
+        listing([item, {"broken": True}], "c2"),
+        listing([{**item, "procurosTransactionId": "t-2"}], None),
     )
     found = list(
         client(script).sent_transactions("INVOICE", date(2026, 11, 19), date(2026, 11, 21))

@@ -229,24 +229,6 @@ class ProcurosPolicySettings(_Base):
         return frozenset(self.procuros_document_types.split(","))
 
 
-class ProcurosListSettings(
-    StoreSettings,
-    HttpSettings,
-    ErpSettings,
-    ProcurosSettings,
-    ProcurosPolicySettings,
-    MappingSettings,
-):
-    """Settings of the step that lists and claims the ERP's pending outgoing documents.
-
-    Only its dry runs call Procuros, to read which parties its transactions name.
-    """
-
-    #: how many days of Procuros transactions a dry run reads to tell the receivers Procuros
-    #: resolves from those it would refuse (0: not checked)
-    procuros_known_partners_days: int = Field(default=365, ge=0, le=3650)
-
-
 class ProcurosSendSettings(
     StoreSettings,
     HttpSettings,
@@ -256,6 +238,17 @@ class ProcurosSendSettings(
     MappingSettings,
 ):
     """Settings of the step that sends one chunk to Procuros and updates the ERP."""
+
+
+class ProcurosListSettings(ProcurosSendSettings):
+    """Settings of the step that lists and claims the ERP's pending outgoing documents.
+
+    Only its dry runs call Procuros, to read which parties its transactions name.
+    """
+
+    #: how many days of Procuros transactions a dry run reads to tell the receivers Procuros
+    #: resolves from those it would refuse (0: not checked)
+    procuros_known_partners_days: int = Field(default=365, ge=0, le=3650)
 
 
 class ProcurosScheduleSettings(_Base):
