@@ -17,10 +17,9 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-import tenacity
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from erphub.clients.http import RETRYABLE_STATUS, build_client
+from erphub.clients.http import RETRYABLE_STATUS, Retryable, build_client, retrying
 from erphub.errors import ConfigurationError, TransientError
 from erphub.observability import logger
 
@@ -108,12 +107,6 @@ class TokenCache:
                 self._token = None
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def problem_reasons(body: Any, status: int) -> list[str]:
     """Readable reasons from an ASP.NET ProblemDetails body (``errors`` by field, or title)."""
     reasons: list[str] = []
@@ -181,13 +174,7 @@ class HttpBeqomClient:
         self._client = build_client(
             timeout=timeout, transport=transport, max_retry_after=max_retry_after, sleep=sleep
         )
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
-            sleep=sleep,
-            reraise=True,
-        )
+        self._retrying = retrying(max_attempts, backoff, sleep)
         self.tokens = TokenCache(self._request_token, clock=clock)
 
     def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -199,12 +186,12 @@ class HttpBeqomClient:
                         response = self._client.request(method, url, **kwargs)
                     except httpx.TransportError as error:
                         msg = f"beqom {what}: {type(error).__name__}"
-                        raise _Retryable(msg) from error
+                        raise Retryable(msg) from error
                     if response.status_code in RETRYABLE_STATUS:
                         msg = f"beqom {what}: HTTP {response.status_code}"
-                        raise _Retryable(msg)
+                        raise Retryable(msg)
                     return response
-        except _Retryable as error:
+        except Retryable as error:
             raise TransientError(error.message) from error
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 import httpx
-import tenacity
 from defusedxml import DefusedXmlException
 from pydantic import SecretStr, ValidationError
 
@@ -41,7 +40,7 @@ from erphub.clients.ebill_port import (
     UploadSpec,
     UploadUrlExpired,
 )
-from erphub.clients.http import RETRYABLE_STATUS, build_client
+from erphub.clients.http import RETRYABLE_STATUS, Retryable, build_client, retrying
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 
 if TYPE_CHECKING:
@@ -179,12 +178,6 @@ def _s3_error(body: bytes) -> tuple[str, str]:
 # --- the adapter -------------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def safe_url(url: str | httpx.URL) -> str:
     """A URL without its query: presigned signatures never reach a log line or an error."""
     return str(httpx.URL(str(url)).copy_with(query=None))
@@ -224,13 +217,7 @@ class HttpEbillClient:
         # and S3 refuses a presigned request that also carries credentials.
         self._files = httpx.Client(timeout=timeout, transport=file_transport)
         self._chunk_size = chunk_size
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
-            sleep=sleep,
-            reraise=True,
-        )
+        self._retrying = retrying(max_attempts, backoff, sleep)
 
     # --- API requests ------------------------------------------------------------------------
 
@@ -326,15 +313,15 @@ class HttpEbillClient:
                         response = self._api.get(PATH, params=params)
                     except httpx.TransportError as error:
                         msg = f"eBill {what}: {type(error).__name__}"
-                        raise _Retryable(msg) from error
+                        raise Retryable(msg) from error
                     if response.status_code == 404:
                         return None
                     if response.status_code in RETRYABLE_STATUS:
                         msg = f"eBill {what}: HTTP {response.status_code}"
-                        raise _Retryable(msg)
+                        raise Retryable(msg)
                     self._check(response, what)
                     return parse_batch_process(response.content, what)
-        except _Retryable as error:
+        except Retryable as error:
             raise TransientError(error.message) from error
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import tenacity
 from pydantic import SecretStr, ValidationError
 
 from erphub.clients.erp_port import Accepted, OutgoingPage, Rejected, Unreadable, Valid
-from erphub.clients.http import RETRYABLE_STATUS, build_client
+from erphub.clients.http import RETRYABLE_STATUS, Retryable, build_client, retrying
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.models import OutgoingDocument
 
@@ -23,12 +22,6 @@ if TYPE_CHECKING:
 
     from erphub.invoices import Invoice
     from erphub.models import OutgoingUpdate
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _reasons(body: Any, status: int) -> list[str]:
@@ -72,13 +65,7 @@ class HttpErpGateway:
             max_retry_after=max_retry_after,
             sleep=sleep,
         )
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
-            sleep=sleep,
-            reraise=True,
-        )
+        self._retrying = retrying(max_attempts, backoff, sleep)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -88,17 +75,17 @@ class HttpErpGateway:
                         response = self._client.request(method, path, **kwargs)
                     except httpx.TransportError as error:
                         msg = f"ERP {method} {path}: {type(error).__name__}"
-                        raise _Retryable(msg) from error
+                        raise Retryable(msg) from error
                     if response.status_code in RETRYABLE_STATUS:
                         msg = f"ERP {method} {path}: HTTP {response.status_code}"
-                        raise _Retryable(msg)
+                        raise Retryable(msg)
                     if response.status_code in (401, 403):
                         msg = (
                             f"ERP {method} {path}: HTTP {response.status_code}, check the ERP token"
                         )
                         raise ConfigurationError(msg)
                     return response
-        except _Retryable as error:
+        except Retryable as error:
             raise TransientError(error.message) from error
         raise AssertionError("unreachable")  # pragma: no cover
 

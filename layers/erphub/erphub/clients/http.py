@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import httpx
+import tenacity
 
 from erphub.observability import logger
 
@@ -109,6 +110,28 @@ def build_client(
         headers=headers,
         timeout=timeout,
         transport=RetryAfterTransport(transport, max_wait=max_retry_after, sleep=sleep),
+    )
+
+
+class Retryable(Exception):
+    """A failure the same request may clear on another attempt; ``message`` says which."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def retrying(
+    max_attempts: int, backoff: float, sleep: Callable[[float], None] = time.sleep
+) -> tenacity.Retrying:
+    """At most ``max_attempts`` tries of what raises :class:`Retryable`, with exponential backoff
+    and jitter (capped at 30 s); the last :class:`Retryable` is raised again."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(Retryable),
+        stop=tenacity.stop_after_attempt(max_attempts),
+        wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
+        sleep=sleep,
+        reraise=True,
     )
 
 

@@ -23,10 +23,15 @@ import time
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
-import tenacity
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from erphub.clients.http import RETRYABLE_STATUS, build_client, retry_after_seconds
+from erphub.clients.http import (
+    RETRYABLE_STATUS,
+    Retryable,
+    build_client,
+    retry_after_seconds,
+    retrying,
+)
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.models import CamelModel
 from erphub.observability import logger
@@ -201,12 +206,6 @@ class ProcurosHistory(Protocol):
         ...
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
@@ -251,13 +250,7 @@ class HttpProcurosClient:
             max_retry_after=max_retry_after,
             sleep=sleep,
         )
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=backoff, max=30, jitter=backoff),
-            sleep=sleep,
-            reraise=True,
-        )
+        self._retrying = retrying(max_attempts, backoff, sleep)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -269,7 +262,7 @@ class HttpProcurosClient:
             for attempt in self._retrying:
                 with attempt:
                     return self._attempt(method, path, idempotent=idempotent, **kwargs)
-        except _Retryable as error:
+        except Retryable as error:
             raise TransientError(error.message) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -280,10 +273,10 @@ class HttpProcurosClient:
         try:
             response = self._client.request(method, path, **kwargs)
         except _NOT_SENT as error:
-            raise _Retryable(f"{where}: {type(error).__name__}") from error
+            raise Retryable(f"{where}: {type(error).__name__}") from error
         except httpx.TransportError as error:
             if idempotent:
-                raise _Retryable(f"{where}: {type(error).__name__}") from error
+                raise Retryable(f"{where}: {type(error).__name__}") from error
             raise OutcomeUnknown(f"{where}: {type(error).__name__}, outcome unknown") from error
         status = response.status_code
         if status in (401, 403):
@@ -296,7 +289,7 @@ class HttpProcurosClient:
             header = response.headers.get("Retry-After")
             throttled = status == 429 or (status == 503 and header is not None)
             if idempotent:
-                raise _Retryable(f"{where}: HTTP {status}")
+                raise Retryable(f"{where}: HTTP {status}")
             if throttled:
                 # Refused before processing (and already waited out by the transport).
                 raise TransientError(f"{where}: HTTP {status}, still throttled")
