@@ -159,6 +159,47 @@ def crash_at_every_step(world: World, flow: str, record: Callable[[World], Tally
         assert world.snapshot() == clean, point
 
 
+def repeated_schedule_event_starts_one_run(
+    world: World, record: Callable[[World], Tally], deliveries: int = 3
+) -> None:
+    """R3: the same schedule event delivered ``deliveries`` times starts one execution."""
+    before = len(world.stack.executions(FLOWS[world.flow].state_machine))
+    when = world.next_tick()
+    fired = [world.fire(when) for _ in range(deliveries)]  # EventBridge delivers at least once
+    world.extra_faults += deliveries - 1
+    # one name per tick: a repeat gets the running execution back (or, once it ended, none)
+    names = [name for started in fired for name in started]
+    executions = world.wait(names)
+    assert_clean(record(world))
+    assert len(names) == deliveries and len(set(names)) == 1
+    assert [e.status for e in executions] == ["SUCCEEDED"]
+    assert len(world.stack.executions(FLOWS[world.flow].state_machine)) - before == 1
+
+
+def overlapping_runs_claim_once(
+    world: World,
+    documents: list[str],
+    record: Callable[[World, Tally], Tally],
+    claim_step: str,
+) -> None:
+    """R4: two executions running at the same time claim each of ``documents`` once."""
+    executions = world.overlapping_runs()
+    world.extra_faults += 1
+    tally = world.tally()
+    claims = world.claims(documents)
+    tally.duplicates += sum(n - 1 for n in claims.values())  # claimed by both runs
+    tally.problems += [f"{d} claimed {n} times" for d, n in claims.items() if n > 1]
+    assert_clean(record(world, tally))
+    assert set(claims.values()) == {1}
+    assert [e.status for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    # they did overlap: the later claim step found every document leased by the other run
+    steps = sorted(
+        (e.output[claim_step]["claimed"], e.output[claim_step]["leasedElsewhere"])
+        for e in executions
+    )
+    assert steps == [(0, len(documents)), (len(documents), 0)]
+
+
 def late_answer() -> Callable[[], Response | None]:
     """R7: an answer that arrives after the client gave up (the request still takes effect)."""
 

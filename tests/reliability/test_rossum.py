@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from erphub_local.runner import FLOWS
 from erphub_local.simulators import Fault
 from tests.reliability.harness import (
     QUEUE,
@@ -25,6 +24,8 @@ from tests.reliability.harness import (
     assert_clean,
     crash_at_every_step,
     late_answer,
+    overlapping_runs_claim_once,
+    repeated_schedule_event_starts_one_run,
 )
 
 if TYPE_CHECKING:
@@ -74,17 +75,7 @@ def test_r3_the_same_schedule_event_three_times_starts_one_run(
 ) -> None:
     world = worlds.rossum()
     world.seed(valid=5, rejected=1)
-    before = len(world.stack.executions(FLOWS[world.flow].state_machine))
-    when = world.next_tick()
-    fired = [world.fire(when) for _ in range(3)]  # EventBridge delivers at least once
-    world.extra_faults += 2
-    # one name per tick: a repeat gets the running execution back (or, once it ended, none)
-    names = [name for started in fired for name in started]
-    executions = world.wait(names)
-    assert_clean(figures.record(world))
-    assert len(names) == 3 and len(set(names)) == 1
-    assert [e.status for e in executions] == ["SUCCEEDED"]
-    assert len(world.stack.executions(FLOWS[world.flow].state_machine)) - before == 1
+    repeated_schedule_event_starts_one_run(world, figures.record)
 
 
 @pytest.mark.scenario("R4")
@@ -93,20 +84,7 @@ def test_r4_two_overlapping_runs_claim_and_export_each_document_once(
 ) -> None:
     world = worlds.rossum()
     documents = [str(i) for i in world.seed(valid=8)]
-    executions = world.overlapping_runs()
-    world.extra_faults += 1
-    tally = world.tally()
-    claims = world.claims(documents)
-    tally.duplicates += sum(n - 1 for n in claims.values())  # claimed by both runs
-    tally.problems += [f"{d} claimed {n} times" for d, n in claims.items() if n > 1]
-    assert_clean(figures.record(world, tally))
-    assert set(claims.values()) == {1}
-    assert [e.status for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
-    # they did overlap: the later poll step found every document leased by the other run
-    steps = sorted(
-        (e.output["poll"]["claimed"], e.output["poll"]["leasedElsewhere"]) for e in executions
-    )
-    assert steps == [(0, 8), (8, 0)]
+    overlapping_runs_claim_once(world, documents, figures.record, "poll")
 
 
 @pytest.mark.scenario("R8")
