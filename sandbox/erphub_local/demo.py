@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from erphub_local.simulators.base import Simulator
+
 
 @dataclass
 class Check:
@@ -48,6 +50,27 @@ class DemoReport:
     def check(self, section: str, what: str, ok: bool, detail: str = "") -> None:
         """Record one check."""
         self.checks.append(Check(section, what, ok, detail))
+
+
+class SimulatedSection:
+    """What the sections share: their simulators (``servers``) run while they are entered."""
+
+    servers: tuple[Simulator, ...] = ()
+
+    def __enter__(self) -> Self:
+        with contextlib.ExitStack() as started:
+            for server in self.servers:
+                started.enter_context(server)
+            self._running = started.pop_all()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._running.close()
 
 
 class DemoSection(Protocol):

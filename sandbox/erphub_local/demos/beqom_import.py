@@ -15,18 +15,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import boto3
 from rich.table import Table
 
 from erphub.ledger import Entry, Ledger, Status
 from erphub_local.aws import inproc_lambda, sqs_batches
+from erphub_local.demo import SimulatedSection
 from erphub_local.simulators.beqom import IMPORT_PATH, BeqomSimulator
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from rich.console import Console
 
     from erphub_local.aws.stack import LocalStack
@@ -99,7 +98,7 @@ def demo_drop(documents: int, workers: int) -> Drop:
     return drop
 
 
-class BeqomImportDemo:
+class BeqomImportDemo(SimulatedSection):
     """Worker documents dropped into S3, imported into the beqom simulator through the queue."""
 
     title = "File drop -> beqom Pay Suite document import"
@@ -110,18 +109,7 @@ class BeqomImportDemo:
         self.documents = documents
         self.workers = workers
         self.beqom = BeqomSimulator()
-
-    def __enter__(self) -> Self:
-        self.beqom.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.beqom.stop()
+        self.servers = (self.beqom,)
 
     def env(self) -> dict[str, str]:
         """Point the stack at the beqom simulator."""

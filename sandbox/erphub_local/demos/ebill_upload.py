@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 import boto3
@@ -20,12 +20,11 @@ from rich.table import Table
 
 from erphub.flows.ebill_upload import FLOW
 from erphub.ledger import Entry, Ledger, Status
+from erphub_local.demo import SimulatedSection
 from erphub_local.drops import Dropped, drop, wait_for
 from erphub_local.simulators.ebill import EbillSimulator
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from rich.console import Console
 
     from erphub_local.aws.stack import Execution, LocalStack
@@ -176,7 +175,7 @@ def _writes(sim: EbillSimulator) -> int:
     return sum(1 for c in sim.calls if c.method in {"POST", "PUT"})
 
 
-class EbillUploadDemo:
+class EbillUploadDemo(SimulatedSection):
     """The eBill batch upload: a customers file and an invoice batch, then every event again."""
 
     title = "S3 drop -> eBill batch upload"
@@ -188,18 +187,7 @@ class EbillUploadDemo:
         self.bad_customers = bad_customers
         self.invoices = invoices
         self.sim = EbillSimulator(polls_per_stage=2)
-
-    def __enter__(self) -> Self:
-        self.sim.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.sim.stop()
+        self.servers = (self.sim,)
 
     def env(self) -> dict[str, str]:
         """Point the stack at the eBill simulator."""

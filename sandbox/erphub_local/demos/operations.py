@@ -7,17 +7,17 @@ every document needing attention comes with a reason, a place and a fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from erphub_local import config
+from erphub_local.demo import SimulatedSection
 from erphub_local.operations import FLOWS, Target, describe, find, is_document
 from erphub_local.report import TITLES, collect, render_html
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from types import TracebackType
 
     from rich.console import Console
 
@@ -27,24 +27,13 @@ if TYPE_CHECKING:
 SECTION = "operations"
 
 
-class OperationsDemo:
+class OperationsDemo(SimulatedSection):
     """`erphub show` and `erphub report` on the data the other sections left behind."""
 
     title = "Operations: erphub show and erphub report"
 
     def __init__(self, report_path: Path | None = None) -> None:
         self.report_path = report_path or config.STATE_DIR / "report.html"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def env(self) -> dict[str, str]:
         """Nothing to point at: this section reads the stack the others used."""

@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from erphub.settings import HttpSettings
+from erphub_local.demo import SimulatedSection
 from erphub_local.runner import run_flow
 from erphub_local.simulators import ErpSimulator, Fault, ProcurosSimulator
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from rich.console import Console
     from rich.status import Status
 
@@ -314,7 +313,7 @@ def run_totals(executions: list[Execution]) -> dict[str, int]:
     return totals
 
 
-class ProcurosSendDemo:
+class ProcurosSendDemo(SimulatedSection):
     """The Procuros send, run until the refused documents are reported, then once more.
 
     ``erp`` reuses a running ERP simulator (the stack has one ERP_BASE_URL); without it the
@@ -334,25 +333,10 @@ class ProcurosSendDemo:
         self.own_erp = erp is None
         self.erp = erp or ErpSimulator()
         self.procuros = ProcurosSimulator()
+        self.servers = (self.erp, self.procuros) if self.own_erp else (self.procuros,)
         self.documents = documents
         self.error_report_after = error_report_after
         self.id_prefix = id_prefix
-
-    def __enter__(self) -> Self:
-        if self.own_erp:
-            self.erp.start()
-        self.procuros.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.procuros.stop()
-        if self.own_erp:
-            self.erp.stop()
 
     def env(self) -> dict[str, str]:
         """Point the stack at the Procuros simulator (and at this section's ERP, if it owns one)."""

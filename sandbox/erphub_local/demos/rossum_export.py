@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from erphub_local.demo import SimulatedSection
 from erphub_local.runner import run_flow
 from erphub_local.seed import DemoSeed, seed_demo
 from erphub_local.simulators import ErpSimulator, RossumSimulator
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from rich.console import Console
 
     from erphub_local.aws.stack import LocalStack
@@ -51,7 +50,7 @@ def expected_outcome(seed: DemoSeed, statuses: dict[int, str]) -> dict[int, str]
     return expected
 
 
-class RossumExportDemo:
+class RossumExportDemo(SimulatedSection):
     """The Rossum export, twice, on simulators seeded with demo invoices."""
 
     title = "Rossum -> ERP export"
@@ -68,20 +67,7 @@ class RossumExportDemo:
         self.queue_ids = queue_ids
         self.rossum = RossumSimulator()
         self.erp = ErpSimulator()
-
-    def __enter__(self) -> Self:
-        self.rossum.start()
-        self.erp.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rossum.stop()
-        self.erp.stop()
+        self.servers = (self.rossum, self.erp)
 
     def env(self) -> dict[str, str]:
         """Point the stack at the Rossum and ERP simulators."""
