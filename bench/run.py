@@ -44,12 +44,9 @@ def median(values: list[float]) -> float:
 
 def _rossum_env(rossum: Any, erp: Any) -> dict[str, str]:
     return {
-        "ROSSUM_BASE_URL": rossum.api_url,
-        "ROSSUM_USERNAME": rossum.username,
-        "ROSSUM_PASSWORD": rossum.password,
+        **rossum.hub_env(),
         "ROSSUM_QUEUE_IDS": "1001",
-        "ERP_BASE_URL": erp.url,
-        "ERP_API_TOKEN": erp.token,
+        **erp.hub_env(),
         "HTTP_BACKOFF_SECONDS": "0.05",
     }
 
@@ -164,10 +161,8 @@ def procuros_run(n: int, latency: float) -> dict[str, Any]:
             erp, procuros, count=n, refused_ratio=0.0, unreadable=0, already_sent=0
         )
         variables = {
-            "PROCUROS_BASE_URL": procuros.api_url,
-            "PROCUROS_API_TOKEN": procuros.token,
-            "ERP_BASE_URL": erp.url,
-            "ERP_API_TOKEN": erp.token,
+            **procuros.hub_env(),
+            **erp.hub_env(),
             "HTTP_BACKOFF_SECONDS": "0.05",
         }
         with _bench_stack(variables) as (stack, aws):

@@ -33,12 +33,9 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def env_for(rossum: RossumSimulator, erp: ErpSimulator) -> dict[str, str]:
     return {
-        "ROSSUM_BASE_URL": rossum.api_url,
-        "ROSSUM_USERNAME": rossum.username,
-        "ROSSUM_PASSWORD": rossum.password,
+        **rossum.hub_env(),
         "ROSSUM_QUEUE_IDS": "1001",
-        "ERP_BASE_URL": erp.url,
-        "ERP_API_TOKEN": erp.token,
+        **erp.hub_env(),
     }
 
 

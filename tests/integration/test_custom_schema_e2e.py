@@ -159,12 +159,9 @@ def sims() -> Iterator[tuple[RossumSimulator, ErpSimulator]]:
 def stack_for(rossum: RossumSimulator, erp: ErpSimulator, **variables: str) -> LocalStack:
     settings = config.load(
         {
-            "ROSSUM_BASE_URL": rossum.api_url,
-            "ROSSUM_USERNAME": rossum.username,
-            "ROSSUM_PASSWORD": rossum.password,
+            **rossum.hub_env(),
             "ROSSUM_QUEUE_IDS": str(QUEUE),
-            "ERP_BASE_URL": erp.url,
-            "ERP_API_TOKEN": erp.token,
+            **erp.hub_env(),
             "HTTP_BACKOFF_SECONDS": "0.01",
             **variables,
         },

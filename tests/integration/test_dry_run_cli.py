@@ -35,12 +35,9 @@ def test_local_run_dry_run_prints_the_per_document_report(
 ) -> None:
     rossum, erp = sims
     env = {
-        "ROSSUM_BASE_URL": rossum.api_url,
-        "ROSSUM_USERNAME": rossum.username,
-        "ROSSUM_PASSWORD": rossum.password,
+        **rossum.hub_env(),
         "ROSSUM_QUEUE_IDS": "1001",
-        "ERP_BASE_URL": erp.url,
-        "ERP_API_TOKEN": erp.token,
+        **erp.hub_env(),
         "COLUMNS": "200",
     }
     result = CliRunner().invoke(main, ["local", "run", "rossum-export", "--dry-run"], env=env)

@@ -90,14 +90,10 @@ def hub() -> Iterator[Hub]:
         outgoing = seed_outgoing(erp, procuros, count=120)
         settings = config.load(
             {
-                "ROSSUM_BASE_URL": rossum.api_url,
-                "ROSSUM_USERNAME": rossum.username,
-                "ROSSUM_PASSWORD": rossum.password,
+                **rossum.hub_env(),
                 "ROSSUM_QUEUE_IDS": ",".join(map(str, QUEUES)),
-                "ERP_BASE_URL": erp.url,
-                "ERP_API_TOKEN": erp.token,
-                "PROCUROS_BASE_URL": procuros.api_url,
-                "PROCUROS_API_TOKEN": procuros.token,
+                **erp.hub_env(),
+                **procuros.hub_env(),
                 "HTTP_BACKOFF_SECONDS": "0.01",
                 "HTTP_MAX_RETRY_AFTER_SECONDS": "0.01",
             },

@@ -76,9 +76,7 @@ def env() -> Iterator[Env]:
     with EbillSimulator(polls_per_stage=2) as sim:
         settings = config.load(
             {
-                "EBILL_BASE_URL": sim.url,
-                "EBILL_USERNAME": sim.username,
-                "EBILL_PASSWORD": sim.password,
+                **sim.hub_env(),
                 "HTTP_BACKOFF_SECONDS": "0.01",
             },
             env_file=config.STATE_DIR / "none",
@@ -209,11 +207,7 @@ def test_local_drop_uploads_waits_and_prints_the_outputs(tmp_path: Path, state_d
         for name, body in invoice_batch(["C00001"], invoices=4).files.items():
             (tmp_path / name).write_bytes(body)
             files.append(str(tmp_path / name))
-        variables = {
-            "EBILL_BASE_URL": sim.url,
-            "EBILL_USERNAME": sim.username,
-            "EBILL_PASSWORD": sim.password,
-        }
+        variables = sim.hub_env()
         result = CliRunner().invoke(main, ["local", "drop", *files, "--key", FOLDER], env=variables)
         assert result.exit_code == 0, result.output
         (output,) = json.loads(result.stdout)
@@ -237,11 +231,7 @@ def test_local_drop_names_the_missing_variables(tmp_path: Path, state_dir: Path)
 def test_ebill_init_asks_first_and_runs_once_per_job_id() -> None:
     with EbillSimulator() as sim:
         sim.add_customer("C1", balance="50.00")
-        variables = {
-            "EBILL_BASE_URL": sim.url,
-            "EBILL_USERNAME": sim.username,
-            "EBILL_PASSWORD": sim.password,
-        }
+        variables = sim.hub_env()
         args = ["ebill", "init", "--job-id", "NOV_INIT", "--carry-forward", "all"]
         declined = CliRunner().invoke(
             main, [*args, "--zero-out-balances"], env=variables, input="n\n"

@@ -71,10 +71,8 @@ class Env:
 
 def variables(erp: ErpSimulator, procuros: ProcurosSimulator) -> dict[str, str]:
     return {
-        "ERP_BASE_URL": erp.url,
-        "ERP_API_TOKEN": erp.token,
-        "PROCUROS_BASE_URL": procuros.api_url,
-        "PROCUROS_API_TOKEN": procuros.token,
+        **erp.hub_env(),
+        **procuros.hub_env(),
         "HTTP_BACKOFF_SECONDS": "0.01",
         "HTTP_MAX_ATTEMPTS": str(HTTP_ATTEMPTS),
         "HTTP_MAX_RETRY_AFTER_SECONDS": "2",
@@ -335,7 +333,7 @@ class ErpOwner:
         self.erp.stop()
 
     def env(self) -> dict[str, str]:
-        return {"ERP_BASE_URL": self.erp.url, "ERP_API_TOKEN": self.erp.token}
+        return self.erp.hub_env()
 
     def run(self, console: object, stack: object, report: object) -> None:
         return None

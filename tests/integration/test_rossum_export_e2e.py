@@ -58,12 +58,9 @@ def env() -> Iterator[Env]:
     with RossumSimulator() as rossum, ErpSimulator() as erp:
         seed = seed_demo(rossum, erp, queue_ids=QUEUES, per_queue=30)
         variables = {
-            "ROSSUM_BASE_URL": rossum.api_url,
-            "ROSSUM_USERNAME": rossum.username,
-            "ROSSUM_PASSWORD": rossum.password,
+            **rossum.hub_env(),
             "ROSSUM_QUEUE_IDS": ",".join(map(str, QUEUES)),
-            "ERP_BASE_URL": erp.url,
-            "ERP_API_TOKEN": erp.token,
+            **erp.hub_env(),
             "HTTP_BACKOFF_SECONDS": "0.01",
             "HTTP_MAX_RETRY_AFTER_SECONDS": "0.01",
         }

@@ -528,12 +528,9 @@ class RossumWorld(World):
 
         def variables() -> dict[str, str]:
             return {
-                "ROSSUM_BASE_URL": rossum.api_url,
-                "ROSSUM_USERNAME": rossum.username,
-                "ROSSUM_PASSWORD": rossum.password,
+                **rossum.hub_env(),
                 "ROSSUM_QUEUE_IDS": str(QUEUE),
-                "ERP_BASE_URL": erp.url,
-                "ERP_API_TOKEN": erp.token,
+                **erp.hub_env(),
             }
 
         sims: dict[str, Simulator] = {"rossum": rossum, "erp": erp}
@@ -683,10 +680,8 @@ class ProcurosWorld(World):
 
         def variables() -> dict[str, str]:
             return {
-                "ERP_BASE_URL": erp.url,
-                "ERP_API_TOKEN": erp.token,
-                "PROCUROS_BASE_URL": procuros.api_url,
-                "PROCUROS_API_TOKEN": procuros.token,
+                **erp.hub_env(),
+                **procuros.hub_env(),
                 "PROCUROS_ERROR_REPORT_AFTER": "1",
             }
 
@@ -874,15 +869,8 @@ class EbillWorld(World):
     ) -> Iterator[Self]:
         sim = EbillSimulator(latency_s=latency_s)
 
-        def variables() -> dict[str, str]:
-            return {
-                "EBILL_BASE_URL": sim.url,
-                "EBILL_USERNAME": sim.username,
-                "EBILL_PASSWORD": sim.password,
-            }
-
         sims: dict[str, Simulator] = {"ebill": sim}
-        with cls.started(tmp, sims, variables, env) as (stack, hooks):
+        with cls.started(tmp, sims, sim.hub_env, env) as (stack, hooks):
             yield cls(stack, sims, hooks)
 
     def reset_expectations(self) -> None:
@@ -1072,16 +1060,8 @@ class BeqomWorld(World):
         sim.add_round(OPEN_ROUND, "Open")
         sim.add_round(CLOSED_ROUND, "Closed")
 
-        def variables() -> dict[str, str]:
-            return {
-                "BEQOM_TOKEN_URL": sim.token_url,
-                "BEQOM_IMPORT_URL": sim.import_url,
-                "BEQOM_CLIENT_ID": sim.client_id,
-                "BEQOM_CLIENT_SECRET": sim.client_secret,
-            }
-
         sims: dict[str, Simulator] = {"beqom": sim}
-        with cls.started(tmp, sims, variables, env) as (stack, hooks):
+        with cls.started(tmp, sims, sim.hub_env, env) as (stack, hooks):
             yield cls(stack, sims, hooks)
 
     def reset_expectations(self) -> None:

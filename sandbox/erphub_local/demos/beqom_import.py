@@ -113,12 +113,7 @@ class BeqomImportDemo(SimulatedSection):
 
     def env(self) -> dict[str, str]:
         """Point the stack at the beqom simulator."""
-        return {
-            "BEQOM_TOKEN_URL": self.beqom.token_url,
-            "BEQOM_IMPORT_URL": self.beqom.import_url,
-            "BEQOM_CLIENT_ID": self.beqom.client_id,
-            "BEQOM_CLIENT_SECRET": self.beqom.client_secret,
-        }
+        return self.beqom.hub_env()
 
     def run(self, console: Console, stack: LocalStack, report: DemoReport) -> None:
         """Drop, import, check; drop the same files again; drop more after the token expired."""

@@ -191,11 +191,7 @@ class EbillUploadDemo(SimulatedSection):
 
     def env(self) -> dict[str, str]:
         """Point the stack at the eBill simulator."""
-        return {
-            "EBILL_BASE_URL": self.sim.url,
-            "EBILL_USERNAME": self.sim.username,
-            "EBILL_PASSWORD": self.sim.password,
-        }
+        return self.sim.hub_env()
 
     def run(self, console: Console, stack: LocalStack, report: DemoReport) -> None:
         """Drop, wait, verify; then deliver every event again."""

@@ -341,12 +341,11 @@ class ProcurosSendDemo(SimulatedSection):
     def env(self) -> dict[str, str]:
         """Point the stack at the Procuros simulator (and at this section's ERP, if it owns one)."""
         variables = {
-            "PROCUROS_BASE_URL": self.procuros.api_url,
-            "PROCUROS_API_TOKEN": self.procuros.token,
+            **self.procuros.hub_env(),
             "PROCUROS_ERROR_REPORT_AFTER": str(self.error_report_after),
         }
         if self.own_erp:
-            variables |= {"ERP_BASE_URL": self.erp.url, "ERP_API_TOKEN": self.erp.token}
+            variables |= self.erp.hub_env()
         return variables
 
     def run(self, console: Console, stack: LocalStack, report: DemoReport) -> None:

@@ -72,12 +72,9 @@ class RossumExportDemo(SimulatedSection):
     def env(self) -> dict[str, str]:
         """Point the stack at the Rossum and ERP simulators."""
         return {
-            "ROSSUM_BASE_URL": self.rossum.api_url,
-            "ROSSUM_USERNAME": self.rossum.username,
-            "ROSSUM_PASSWORD": self.rossum.password,
+            **self.rossum.hub_env(),
             "ROSSUM_QUEUE_IDS": ",".join(str(q) for q in self.queue_ids),
-            "ERP_BASE_URL": self.erp.url,
-            "ERP_API_TOKEN": self.erp.token,
+            **self.erp.hub_env(),
         }
 
     def run(self, console: Console, stack: LocalStack, report: DemoReport) -> None:

@@ -144,6 +144,15 @@ class BeqomSimulator(Simulator):
         """``BEQOM_IMPORT_URL``."""
         return f"{self.url}{IMPORT_PATH}"
 
+    def hub_env(self) -> dict[str, str]:
+        """The variables that point erphub at this simulator (URL and credentials)."""
+        return {
+            "BEQOM_TOKEN_URL": self.token_url,
+            "BEQOM_IMPORT_URL": self.import_url,
+            "BEQOM_CLIENT_ID": self.client_id,
+            "BEQOM_CLIENT_SECRET": self.client_secret,
+        }
+
     def fault_body(self, status: int) -> JsonDict:
         """ProblemDetails bodies for injected faults."""
         titles = {

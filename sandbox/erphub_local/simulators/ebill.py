@@ -219,6 +219,14 @@ class EbillSimulator(Simulator):
         super().stop()
         shutil.rmtree(self._storage, ignore_errors=True)
 
+    def hub_env(self) -> dict[str, str]:
+        """The variables that point erphub at this simulator (URL and credentials)."""
+        return {
+            "EBILL_BASE_URL": self.url,
+            "EBILL_USERNAME": self.username,
+            "EBILL_PASSWORD": self.password,
+        }
+
     def fault_body(self, status: int) -> dict[str, Any]:
         """Injected faults answer a short description (the base serves it as JSON)."""
         return {"message": f"Simulated {status} response."}

@@ -117,6 +117,10 @@ class ErpSimulator(Simulator):
         self._sequence = 0
         self._register_routes()
 
+    def hub_env(self) -> dict[str, str]:
+        """The variables that point erphub at this simulator (URL and credentials)."""
+        return {"ERP_BASE_URL": self.url, "ERP_API_TOKEN": self.token}
+
     def fault_body(self, status: int) -> JsonDict:
         """Contract error bodies for injected faults."""
         codes = {429: "rate_limited", 500: "internal_error", 503: "unavailable"}

@@ -362,6 +362,10 @@ class ProcurosSimulator(Simulator):
         """``http://127.0.0.1:PORT/v2``: what PROCUROS_BASE_URL is set to."""
         return f"{self.url}/v2"
 
+    def hub_env(self) -> dict[str, str]:
+        """The variables that point erphub at this simulator (URL and credentials)."""
+        return {"PROCUROS_BASE_URL": self.api_url, "PROCUROS_API_TOKEN": self.token}
+
     def fault_body(self, status: int) -> JsonDict:
         """Procuros error bodies for injected faults."""
         if status == 429:

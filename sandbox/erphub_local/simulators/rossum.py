@@ -167,6 +167,14 @@ class RossumSimulator(Simulator):
         """The API base URL, ``<url>/api`` (clients append ``/v1/...``)."""
         return f"{self.url}/api"
 
+    def hub_env(self) -> dict[str, str]:
+        """The variables that point erphub at this simulator (URL and credentials)."""
+        return {
+            "ROSSUM_BASE_URL": self.api_url,
+            "ROSSUM_USERNAME": self.username,
+            "ROSSUM_PASSWORD": self.password,
+        }
+
     def fault_body(self, status: int) -> JsonDict:
         """DRF-style bodies for injected faults."""
         if status == 429:
