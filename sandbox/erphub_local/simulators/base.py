@@ -22,10 +22,29 @@ if TYPE_CHECKING:
 
     from werkzeug.serving import BaseWSGIServer
 
-__all__ = ["Call", "Fault", "Simulator"]
+__all__ = ["Call", "Fault", "JsonApiError", "Simulator"]
 
 #: Status reported in the request log for a connection closed without any response.
 RESET_STATUS = 0
+
+
+class JsonApiError(Exception):
+    """Raised inside a view to answer with ``status``, a JSON ``body`` and ``headers``."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _json_error(error: JsonApiError) -> Response:
+    response = jsonify(error.body)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,7 @@ class Simulator:
         self._not_before = 0.0
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self.app.register_error_handler(JsonApiError, _json_error)
         self.app.before_request(self._before_request)
         self.app.after_request(self._after_request)
 

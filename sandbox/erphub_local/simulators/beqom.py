@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from erphub_local.simulators.base import Simulator
+from erphub_local.simulators.base import JsonApiError, Simulator
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -60,14 +60,8 @@ _FIELDS = ("workerexternalId", "communicationRoundCode", "isSummary", "generatio
 _PROBLEM_TYPE = "https://tools.ietf.org/html/rfc9110#section-15.5.1"
 
 
-class BeqomApiError(Exception):
+class BeqomApiError(JsonApiError):
     """Raised inside a view to answer with ``status`` and a JSON ``body``."""
-
-    def __init__(self, status: int, body: JsonDict, headers: dict[str, str] | None = None):
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
 
 
 def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None) -> BeqomApiError:
@@ -228,17 +222,9 @@ class BeqomSimulator(Simulator):
 
     def _register_routes(self) -> None:
         app = self.app
-        app.register_error_handler(BeqomApiError, self._on_api_error)
         app.register_error_handler(HTTPException, self._on_http_error)
         app.add_url_rule(TOKEN_PATH, view_func=self._token, methods=["POST"])
         app.add_url_rule(IMPORT_PATH, view_func=self._import, methods=["POST"])
-
-    @staticmethod
-    def _on_api_error(error: BeqomApiError) -> Response:
-        response = jsonify(error.body)
-        response.status_code = error.status
-        response.headers.update(error.headers)
-        return response
 
     @staticmethod
     def _on_http_error(error: HTTPException) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from erphub_local.simulators.base import Simulator
+from erphub_local.simulators.base import JsonApiError, Simulator
 
 __all__ = [
     "DEFAULT_CURRENCIES",
@@ -59,7 +59,7 @@ class Problem:
         return {"field": self.field, "message": self.message, "code": self.code}
 
 
-class ErpApiError(Exception):
+class ErpApiError(JsonApiError):
     """Raised inside a view to answer with the contract's error body."""
 
     def __init__(
@@ -70,12 +70,10 @@ class ErpApiError(Exception):
         details: list[Problem] | None = None,
         extra: JsonDict | None = None,
     ) -> None:
-        super().__init__(status, error, message)
-        self.status = status
-        self.body: JsonDict = {"error": error, "message": message}
+        body: JsonDict = {"error": error, "message": message}
         if details:
-            self.body["details"] = [problem.as_json() for problem in details]
-        self.body.update(extra or {})
+            body["details"] = [problem.as_json() for problem in details]
+        super().__init__(status, body | (extra or {}))
 
 
 def _now_iso() -> str:
@@ -199,7 +197,6 @@ class ErpSimulator(Simulator):
     def _register_routes(self) -> None:
         app = self.app
         app.before_request(self._authenticate)
-        app.register_error_handler(ErpApiError, self._on_api_error)
         app.register_error_handler(HTTPException, self._on_http_error)
         app.add_url_rule("/invoices", view_func=self._create_invoice, methods=["POST"])
         app.add_url_rule("/invoices", view_func=self._find_invoices, methods=["GET"])
@@ -210,12 +207,6 @@ class ErpSimulator(Simulator):
             view_func=self._outgoing_detail,
             methods=["GET", "PATCH"],
         )
-
-    @staticmethod
-    def _on_api_error(error: ErpApiError) -> Response:
-        response = jsonify(error.body)
-        response.status_code = error.status
-        return response
 
     @staticmethod
     def _on_http_error(error: HTTPException) -> Response:

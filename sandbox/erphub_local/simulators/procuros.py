@@ -43,7 +43,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 from werkzeug.exceptions import HTTPException
 
-from erphub_local.simulators.base import Simulator
+from erphub_local.simulators.base import JsonApiError, Simulator
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -106,13 +106,8 @@ _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 _BETWEEN = re.compile(r"^(\d{4}-\d{2}-\d{2}),(\d{4}-\d{2}-\d{2})$")
 
 
-class ProcurosApiError(Exception):
+class ProcurosApiError(JsonApiError):
     """Raised inside a view to answer with ``status`` and a JSON ``body``."""
-
-    def __init__(self, status: int, body: JsonDict) -> None:
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
 
 
 # --- request body schemas -------------------------------------------------------------------
@@ -479,19 +474,12 @@ class ProcurosSimulator(Simulator):
     def _register_routes(self) -> None:
         app = self.app
         app.before_request(self._authenticate)
-        app.register_error_handler(ProcurosApiError, self._on_api_error)
         app.register_error_handler(HTTPException, self._on_http_error)
         app.add_url_rule("/v2/ping", view_func=self._ping)
         app.add_url_rule("/v2/transactions", view_func=self._send, methods=["POST"])
         app.add_url_rule("/v2/errors", view_func=self._report_error, methods=["POST"])
         app.add_url_rule("/v2/all-transactions", view_func=self._list)
         app.add_url_rule("/v2/all-transactions/<transaction_id>", view_func=self._show)
-
-    @staticmethod
-    def _on_api_error(error: ProcurosApiError) -> Response:
-        response = jsonify(error.body)
-        response.status_code = error.status
-        return response
 
     @staticmethod
     def _on_http_error(error: HTTPException) -> Response:

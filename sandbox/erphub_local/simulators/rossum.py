@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from erphub_local.simulators.base import Simulator
+from erphub_local.simulators.base import JsonApiError, Simulator
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -75,14 +75,8 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 
-class RossumApiError(Exception):
+class RossumApiError(JsonApiError):
     """Raised inside a view to answer with ``status`` and a DRF-style JSON ``body``."""
-
-    def __init__(self, status: int, body: JsonDict, headers: dict[str, str] | None = None):
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
 
 
 @dataclass
@@ -331,7 +325,6 @@ class RossumSimulator(Simulator):
     def _register_routes(self) -> None:
         app = self.app
         app.before_request(self._finish_pending_exports)
-        app.register_error_handler(RossumApiError, self._on_api_error)
         app.register_error_handler(HTTPException, self._on_http_error)
         app.add_url_rule("/api/v1/auth/login", view_func=self._login, methods=["POST"])
         app.add_url_rule("/api/v1/auth/logout", view_func=self._logout, methods=["POST"])
@@ -345,13 +338,6 @@ class RossumSimulator(Simulator):
             view_func=self._annotation_detail,
             methods=["GET", "PATCH"],
         )
-
-    @staticmethod
-    def _on_api_error(error: RossumApiError) -> Response:
-        response = jsonify(error.body)
-        response.status_code = error.status
-        response.headers.update(error.headers)
-        return response
 
     @staticmethod
     def _on_http_error(error: HTTPException) -> Response:
