@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 # What finalize_deps() builds, loaded at init like everything each invocation needs.
 import erphub.clients.rossum
 import erphub.secrets  # noqa: F401
-from erphub.flows.rossum_export import finalize
-from erphub.models import FinalizeRequest
+from erphub.flows.rossum_finalize import FinalizeRequest, finalize
 from erphub.observability import logger, metrics
 from erphub.runtime import finalize_deps
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 # What poll_deps() builds, loaded at init like everything each invocation needs.
 import erphub.clients.rossum
 import erphub.secrets  # noqa: F401
-from erphub.flows.rossum_export import poll_confirmed
-from erphub.models import PollRequest
+from erphub.flows.rossum_poll import PollRequest, poll_confirmed
 from erphub.observability import logger, metrics
 from erphub.runtime import poll_deps
 

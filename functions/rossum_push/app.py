@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import erphub.clients.erp
 import erphub.mapping
 import erphub.secrets  # noqa: F401
-from erphub.flows.rossum_export import push_to_erp
-from erphub.models import PushRequest
+from erphub.flows.rossum_push import PushRequest, push_to_erp
 from erphub.observability import logger, metrics
 from erphub.runtime import push_deps
 

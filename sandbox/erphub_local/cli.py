@@ -699,7 +699,7 @@ def _preview_annotations(path: Path, location: str) -> list[dict[str, Any]]:
 
 
 def _preview_outgoing(path: Path, location: str) -> list[dict[str, Any]]:
-    from erphub.models import OutgoingDocument  # noqa: PLC0415
+    from erphub.clients.erp_port import OutgoingDocument  # noqa: PLC0415
     from erphub.procuros_mapping import MappingError, load_mapping, to_transaction  # noqa: PLC0415
     from erphub.procuros_schema import transaction_schema  # noqa: PLC0415
 

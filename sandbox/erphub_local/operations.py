@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from erphub.errors import LeaseLostError
 from erphub.flows.beqom_import import MANIFEST_FLOW, DocumentTask
 from erphub.flows.ebill_upload import MAX_UPLOAD_ATTEMPTS, DropRef, execution_name
-from erphub.flows.rossum_export import rejection_message
+from erphub.flows.rossum_finalize import rejection_message
 from erphub.ledger import Entry, Ledger, Status
 
 if TYPE_CHECKING:

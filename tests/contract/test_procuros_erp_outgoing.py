@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 
 from erphub.clients.erp import HttpErpGateway
+from erphub.clients.erp_port import OutgoingUpdate
 from erphub.errors import BadInputError
-from erphub.models import OutgoingUpdate
 from erphub_local.simulators import ErpSimulator
 from tests.contract.openapi_check import check_exchange, load_erp_spec
 

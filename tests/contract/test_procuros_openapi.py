@@ -24,8 +24,8 @@ from jsonschema import Draft202012Validator
 from openapi_core import Config, OpenAPI
 from pydantic import SecretStr
 
+from erphub.clients.erp_port import OutgoingDocument
 from erphub.clients.procuros import ErrorReport, HttpProcurosClient, NotForwarded, Refused, Sent
-from erphub.models import OutgoingDocument
 from erphub.procuros_mapping import to_transaction
 from erphub_local.demos.procuros_send import (
     INACTIVE_PARTNER,

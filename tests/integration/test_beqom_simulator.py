@@ -11,9 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from erphub.clients.beqom import HttpBeqomClient, ImportedDocument, ImportRejected
+from erphub.clients.beqom import HttpBeqomClient, ImportedDocument, ImportRejected, WorkerDocument
 from erphub.errors import ConfigurationError, TransientError
-from erphub.models import WorkerDocument
 from erphub_local.simulators.base import Fault
 from erphub_local.simulators.beqom import IMPORT_PATH, BeqomSimulator
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from erphub.clients.erp_port import OutgoingDocument
 from erphub.clients.procuros import AlreadyReceived, HttpProcurosClient, NotForwarded, Refused, Sent
-from erphub.models import OutgoingDocument
 from erphub.procuros_mapping import to_transaction
 from erphub_local.simulators import Fault, ProcurosSimulator
 from erphub_local.simulators.procuros import BERLIN, load_schemas

@@ -17,10 +17,10 @@ from erphub.clients.beqom import (
     ImportedDocument,
     ImportRejected,
     TokenCache,
+    WorkerDocument,
     parse_import_response,
 )
 from erphub.errors import ConfigurationError, TransientError
-from erphub.models import WorkerDocument
 
 TOKEN_URL = "https://id.beqom.test/connect/token"
 IMPORT_URL = "https://acme.beqom.test/api/inbox/documents/import"

@@ -20,12 +20,11 @@ import pytest
 from moto import mock_aws
 
 from erphub import faults
-from erphub.clients.beqom import ImportedDocument, ImportRejected
+from erphub.clients.beqom import ImportedDocument, ImportRejected, WorkerDocument
 from erphub.clients.drops import DropObject, DroppedFile, FileTooLargeError
 from erphub.errors import BadInputError, ConfigurationError, TransientError
 from erphub.flows import beqom_import as flow
 from erphub.ledger import Ledger, Status
-from erphub.models import WorkerDocument
 from tests.fakes import create_table_from_template
 
 REPO = Path(__file__).resolve().parents[2]

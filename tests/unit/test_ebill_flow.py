@@ -29,8 +29,8 @@ from erphub.clients.workflows import StepFunctionsStarter
 from erphub.errors import BadInputError, LeaseLostError, TransientError
 from erphub.files import FileStore
 from erphub.flows import ebill_upload as flow
+from erphub.flows.ebill_upload import BatchJob
 from erphub.ledger import Ledger, Status
-from erphub.models import BatchJob
 from tests.fakes import create_table_from_template
 
 T = TypeVar("T")

@@ -10,7 +10,9 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel
 
-from erphub.models import FinalizeRequest, PollRequest, PushRequest
+from erphub.flows.rossum_finalize import FinalizeRequest
+from erphub.flows.rossum_poll import PollRequest
+from erphub.flows.rossum_push import PushRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").is_file())

@@ -16,11 +16,13 @@ from erphub.clients.procuros import PartyIdentifier
 from erphub.dryrun import DryRunSummary
 from erphub.errors import TransientError
 from erphub.flows import procuros_send
-from erphub.flows import rossum_export as flow
 from erphub.flows.procuros_schedule import start_scheduled_send
+from erphub.flows.rossum_export import FLOW, start_scheduled_exports
+from erphub.flows.rossum_finalize import FinalizeDeps, FinalizeRequest, finalize
+from erphub.flows.rossum_poll import PollDeps, PollRequest, poll_confirmed
+from erphub.flows.rossum_push import PushDeps, PushRequest, push_to_erp
 from erphub.invoices import Invoice
 from erphub.ledger import Ledger, Status
-from erphub.models import FinalizeRequest, PollRequest, PushRequest
 from erphub.payloads import PayloadStore
 from erphub.settings import RejectPolicy
 from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
@@ -65,20 +67,20 @@ class World:
         self.policy = RejectPolicy.FAILED_EXPORT
 
     def run(self, run_id: str, *, dry_run: bool) -> Any:
-        poll = flow.poll_confirmed(
+        poll = poll_confirmed(
             PollRequest(queue_id=QUEUE, run_id=run_id, dry_run=dry_run),
-            flow.PollDeps(self.rossum, self.ledger, self.payloads, 900),
+            PollDeps(self.rossum, self.ledger, self.payloads, 900),
         )
         pushes = [
-            flow.push_to_erp(
+            push_to_erp(
                 PushRequest(queue_id=QUEUE, run_id=run_id, chunk_key=c.key, dry_run=dry_run),
-                flow.PushDeps(self.erp, self.payloads),
+                PushDeps(self.erp, self.payloads),
             )
             for c in poll.chunks
         ]
-        result = flow.finalize(
+        result = finalize(
             FinalizeRequest(queue_id=QUEUE, run_id=run_id, chunks=pushes, dry_run=dry_run),
-            flow.FinalizeDeps(self.rossum, self.ledger, self.payloads, self.policy, 3),
+            FinalizeDeps(self.rossum, self.ledger, self.payloads, self.policy, 3),
         )
         return poll, result
 
@@ -129,7 +131,7 @@ def test_it_predicts_from_what_the_ledger_knows(world: World) -> None:
     world.rossum.annotations[1]["status"] = "confirmed"  # offered again
     world.rossum.add(QUEUE, 4, valid_header("N4"))
     world.rossum.add(QUEUE, 5, valid_header("N5"))
-    world.ledger.claim(flow.FLOW, "5", owner="another-run", lease_seconds=600)
+    world.ledger.claim(FLOW, "5", owner="another-run", lease_seconds=600)
 
     poll, summary = world.run("dry-2", dry_run=True)
 
@@ -195,8 +197,8 @@ def test_a_dry_run_is_named_apart_from_the_real_run_of_its_tick() -> None:
 
     tick = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     starter = Starter()
-    flow.start_scheduled_exports([1001], tick, starter)
-    flow.start_scheduled_exports([1001], tick, starter, dry_run=True)
+    start_scheduled_exports([1001], tick, starter)
+    start_scheduled_exports([1001], tick, starter, dry_run=True)
     start_scheduled_send(tick, starter, dry_run=True)
     assert starter.started == {
         "rossum-1001-20261121T120000Z": {"queueId": 1001, "dryRun": False},

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 
 from erphub import mapping, procuros_mapping
+from erphub.clients.erp_port import OutgoingDocument
 from erphub.invoices import ExportedAnnotation
 from erphub.mapfile import MappingSpec, parse
 from erphub.mapping import MappingError, to_invoice
-from erphub.models import OutgoingDocument
 from tests.unit.test_procuros_mapping import complete_documents
 
 EUROPEAN = """\

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from erphub.models import OutgoingDocument
+from erphub.clients.erp_port import OutgoingDocument
 from erphub.procuros_mapping import to_transaction
 from erphub.procuros_schema import SCHEMA_PATH, SchemaError, TransactionSchema, transaction_schema
 from tests.unit.test_procuros_mapping import complete_documents

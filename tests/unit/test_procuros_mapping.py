@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from erphub.models import OutgoingDocument
+from erphub.clients.erp_port import OutgoingDocument
 from erphub.procuros_mapping import (
     IDENTIFIER_FIELDS,
     MappingError,

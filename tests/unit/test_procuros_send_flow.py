@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from erphub import faults
 from erphub.clients.erp import OutgoingPage
+from erphub.clients.erp_port import OutgoingDocument, OutgoingUpdate
 from erphub.clients.procuros import (
     AlreadyReceived,
     ErrorReport,
@@ -26,7 +27,6 @@ from erphub.errors import BadInputError, TransientError
 from erphub.flows import procuros_send as flow
 from erphub.flows.procuros_schedule import start_scheduled_send
 from erphub.ledger import Ledger, Status
-from erphub.models import OutgoingDocument, OutgoingUpdate
 from erphub.payloads import PayloadStore
 from erphub.procuros_mapping import ProcurosTransaction
 from tests.fakes import create_table_from_template

@@ -9,9 +9,11 @@ import pytest
 from moto import mock_aws
 
 from erphub import faults
-from erphub.flows import rossum_export as flow
+from erphub.flows.rossum_export import FLOW
+from erphub.flows.rossum_finalize import FinalizeDeps, FinalizeRequest, finalize
+from erphub.flows.rossum_poll import PollDeps, PollRequest, poll_confirmed
+from erphub.flows.rossum_push import PushDeps, PushRequest, push_to_erp
 from erphub.ledger import Ledger, Status
-from erphub.models import FinalizeRequest, PollRequest, PushRequest
 from erphub.payloads import PayloadStore
 from erphub.settings import RejectPolicy
 from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
@@ -33,20 +35,20 @@ class World:
 
     def run(self, run_id: str, *, lease: int = 900) -> dict[str, int]:
         """One execution, step by step, as the state machine runs it."""
-        poll = flow.poll_confirmed(
+        poll = poll_confirmed(
             PollRequest(queue_id=QUEUE, run_id=run_id),
-            flow.PollDeps(self.rossum, self.ledger, self.payloads, lease),
+            PollDeps(self.rossum, self.ledger, self.payloads, lease),
         )
         pushes = [
-            flow.push_to_erp(
+            push_to_erp(
                 PushRequest(queue_id=QUEUE, run_id=run_id, chunk_key=chunk.key),
-                flow.PushDeps(self.erp, self.payloads),
+                PushDeps(self.erp, self.payloads),
             )
             for chunk in poll.chunks
         ]
-        result = flow.finalize(
+        result = finalize(
             FinalizeRequest(queue_id=QUEUE, run_id=run_id, chunks=pushes),
-            flow.FinalizeDeps(self.rossum, self.ledger, self.payloads, self.policy, 2),
+            FinalizeDeps(self.rossum, self.ledger, self.payloads, self.policy, 2),
         )
         return {"claimed": poll.claimed, **result.model_dump()}
 
@@ -78,7 +80,7 @@ def test_valid_invoices_are_exported_and_rejected_ones_failed_with_the_reason(wo
     failed_id, message = world.rossum.failed_export_calls[0]
     assert failed_id == 10
     assert "unknown supplier VAT id XX999" in message
-    assert world.ledger.get(flow.FLOW, "10").status is Status.FAILED_EXPORT
+    assert world.ledger.get(FLOW, "10").status is Status.FAILED_EXPORT
 
 
 def test_a_second_run_sends_nothing(world: World) -> None:
@@ -94,20 +96,18 @@ def test_a_second_run_sends_nothing(world: World) -> None:
 
 def test_an_annotation_confirmed_after_the_poll_is_not_exported_in_that_run(world: World) -> None:
     world.rossum.add(QUEUE, 1, valid_header("N1"))
-    poll = flow.poll_confirmed(
+    poll = poll_confirmed(
         PollRequest(queue_id=QUEUE, run_id="run-1"),
-        flow.PollDeps(world.rossum, world.ledger, world.payloads, 900),
+        PollDeps(world.rossum, world.ledger, world.payloads, 900),
     )
     world.rossum.add(QUEUE, 2, valid_header("N2"))  # confirmed by a user meanwhile
-    push = flow.push_to_erp(
+    push = push_to_erp(
         PushRequest(queue_id=QUEUE, run_id="run-1", chunk_key=poll.chunks[0].key),
-        flow.PushDeps(world.erp, world.payloads),
+        PushDeps(world.erp, world.payloads),
     )
-    flow.finalize(
+    finalize(
         FinalizeRequest(queue_id=QUEUE, run_id="run-1", chunks=[push]),
-        flow.FinalizeDeps(
-            world.rossum, world.ledger, world.payloads, RejectPolicy.FAILED_EXPORT, 1
-        ),
+        FinalizeDeps(world.rossum, world.ledger, world.payloads, RejectPolicy.FAILED_EXPORT, 1),
     )
     assert world.rossum.export_calls == [[1]]
     assert world.rossum.status(2) == "confirmed"
@@ -122,7 +122,7 @@ def test_crash_after_erp_accept_never_creates_a_second_invoice(
     faults.arm("push.after_erp_accept")
     with pytest.raises(faults.InjectedCrash):
         world.run("run-crash")
-    assert world.ledger.get(flow.FLOW, "1").status is Status.PUSHING
+    assert world.ledger.get(FLOW, "1").status is Status.PUSHING
     for n in range(reruns):  # while the lease holds, nobody else touches it
         assert world.run(f"rerun-{n}")["claimed"] == 0
     clock[0] += 901  # the crashed run's lease expires
@@ -136,9 +136,9 @@ def test_crash_after_erp_accept_never_creates_a_second_invoice(
 def test_overlapping_runs_claim_each_document_once(world: World) -> None:
     for i in range(1, 6):
         world.rossum.add(QUEUE, i, valid_header(f"N{i}"))
-    deps = flow.PollDeps(world.rossum, world.ledger, world.payloads, 900)
-    first = flow.poll_confirmed(PollRequest(queue_id=QUEUE, run_id="a"), deps)
-    second = flow.poll_confirmed(PollRequest(queue_id=QUEUE, run_id="b"), deps)
+    deps = PollDeps(world.rossum, world.ledger, world.payloads, 900)
+    first = poll_confirmed(PollRequest(queue_id=QUEUE, run_id="a"), deps)
+    second = poll_confirmed(PollRequest(queue_id=QUEUE, run_id="b"), deps)
     assert (first.claimed, second.claimed, second.leased_elsewhere) == (5, 0, 5)
 
 
@@ -157,7 +157,7 @@ def test_a_transient_erp_failure_defers_only_that_document(world: World) -> None
     world.erp.fail_next = 1
     summary = world.run("r1")
     assert (summary["exported"], summary["deferred"]) == (2, 1)
-    entry = world.ledger.get(flow.FLOW, "1")
+    entry = world.ledger.get(FLOW, "1")
     assert entry.status is Status.PUSHING
     assert "HTTP 503" in (entry.last_error or "")
     assert world.run("r2")["exported"] == 1

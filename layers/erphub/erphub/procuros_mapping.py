@@ -33,7 +33,7 @@ from erphub.models import CamelModel
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from erphub.models import OutgoingDocument
+    from erphub.clients.erp_port import OutgoingDocument
 
 __all__ = [
     "IDENTIFIER_FIELDS",

@@ -52,7 +52,9 @@ if TYPE_CHECKING:
     from erphub.flows.beqom_import import ImportDeps
     from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy, TriggerDeps
     from erphub.flows.procuros_send import ListDeps, SendDeps
-    from erphub.flows.rossum_export import FinalizeDeps, PollDeps, PushDeps
+    from erphub.flows.rossum_finalize import FinalizeDeps
+    from erphub.flows.rossum_poll import PollDeps
+    from erphub.flows.rossum_push import PushDeps
 
 
 @cache
@@ -98,7 +100,7 @@ def _erp(settings: ErpSettings, http: HttpSettings) -> HttpErpGateway:
 
 @cache
 def _poll_deps(settings: PollSettings) -> PollDeps:
-    from erphub.flows.rossum_export import PollDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.rossum_poll import PollDeps  # noqa: PLC0415 - imported when built
 
     return PollDeps(
         rossum=_rossum(settings, settings),
@@ -110,7 +112,7 @@ def _poll_deps(settings: PollSettings) -> PollDeps:
 
 @cache
 def _push_deps(settings: PushSettings) -> PushDeps:
-    from erphub.flows.rossum_export import PushDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.rossum_push import PushDeps  # noqa: PLC0415 - imported when built
     from erphub.mapping import load_mapping as rossum_mapping  # noqa: PLC0415 - imported when built
 
     return PushDeps(
@@ -123,7 +125,7 @@ def _push_deps(settings: PushSettings) -> PushDeps:
 
 @cache
 def _finalize_deps(settings: FinalizeSettings) -> FinalizeDeps:
-    from erphub.flows.rossum_export import FinalizeDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.rossum_finalize import FinalizeDeps  # noqa: PLC0415 - imported when built
 
     return FinalizeDeps(
         rossum=_rossum(settings, settings),

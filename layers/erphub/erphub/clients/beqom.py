@@ -11,28 +11,60 @@ after a timeout replaces the document instead of adding a second one.
 from __future__ import annotations
 
 import mimetypes
+import re
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from erphub.clients.http import RETRYABLE_STATUS, Retryable, build_client, retrying
 from erphub.errors import ConfigurationError, TransientError
+from erphub.models import CamelModel
 from erphub.observability import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from erphub.models import WorkerDocument
 
 DEFAULT_SCOPE = "import_inbox"
 #: Renew this long before the token expires (at most half its lifetime).
 REFRESH_MARGIN_S = 60.0
 _REJECTION_STATUS = frozenset({400, 409, 413, 415, 422})
 _MAX_REASON_CHARS = 500
+
+
+# --- beqom worker documents ------------------------------------------------------------------
+
+_NO_SEPARATORS = re.compile(r"^[^/\\\x00-\x1f]+$")
+
+
+class WorkerDocument(CamelModel):
+    """A document for one worker in one beqom communication round (one import call each).
+
+    The business key is round/worker/file name: beqom overwrites a document with the same file
+    name, so importing the same key again replaces it instead of adding a second one.
+    """
+
+    communication_round_code: str = Field(min_length=1, max_length=100, pattern=_NO_SEPARATORS)
+    worker_external_id: str = Field(min_length=1, max_length=100, pattern=_NO_SEPARATORS)
+    file_name: str = Field(min_length=1, max_length=255, pattern=_NO_SEPARATORS)
+    generation_time: datetime
+    is_summary: bool = False
+
+    @field_validator("generation_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            msg = "generationTime needs a time zone (e.g. 2026-01-31T00:00:00Z)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def business_key(self) -> str:
+        """``<round>/<worker>/<file name>``: what identifies the document in beqom."""
+        return f"{self.communication_round_code}/{self.worker_external_id}/{self.file_name}"
 
 
 class ImportedDocument(BaseModel):

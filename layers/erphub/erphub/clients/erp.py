@@ -12,16 +12,22 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from erphub.clients.erp_port import Accepted, OutgoingPage, Rejected, Unreadable, Valid
+from erphub.clients.erp_port import (
+    Accepted,
+    OutgoingDocument,
+    OutgoingPage,
+    Rejected,
+    Unreadable,
+    Valid,
+)
 from erphub.clients.http import RETRYABLE_STATUS, Retryable, build_client, retrying
 from erphub.errors import BadInputError, ConfigurationError, TransientError
-from erphub.models import OutgoingDocument
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from erphub.clients.erp_port import OutgoingUpdate
     from erphub.invoices import Invoice
-    from erphub.models import OutgoingUpdate
 
 
 def _reasons(body: Any, status: int) -> list[str]:

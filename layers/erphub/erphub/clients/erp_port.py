@@ -6,15 +6,14 @@ ERP (Rossum poll and finalize) does not load it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from erphub.models import OutgoingDocument
+from erphub.models import CamelModel
 
 if TYPE_CHECKING:
     from erphub.invoices import Invoice
-    from erphub.models import OutgoingUpdate
 
 
 class Accepted(BaseModel):
@@ -54,6 +53,41 @@ class ErpGateway(Protocol):
     def validate_invoice(self, invoice: Invoice) -> Valid | Accepted | Rejected:
         """What :meth:`push_invoice` would answer, without booking anything (dry runs)."""
         ...
+
+
+# --- ERP outgoing documents (ERP -> Procuros) --------------------------------------------------
+
+#: The ERP's Procuros status: 201 -> TRANSMITTED, 202 -> NO_ACTION; empty (None) means "send it".
+ProcurosStatus = Literal["TRANSMITTED", "NO_ACTION"]
+
+
+class OutgoingDocument(CamelModel):
+    """A document the ERP wants sent to Procuros (``GET /outgoing-documents``).
+
+    ``type`` stays a plain string: an ERP may list types the hub does not send, and those are
+    skipped rather than failing the page they came on.
+    """
+
+    id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    number: str = Field(min_length=1)
+    updated_at: str | None = None
+    procuros_status: ProcurosStatus | None = None
+    error_url: str | None = None
+    procuros_transaction_id: str | None = None
+    document: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutgoingUpdate(CamelModel):
+    """A ``PATCH /outgoing-documents/{id}``: exactly the fields given are sent (None clears)."""
+
+    procuros_status: ProcurosStatus | None = None
+    error_url: str | None = None
+    procuros_transaction_id: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """The fields that were given, ``null`` included."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class Unreadable(BaseModel):

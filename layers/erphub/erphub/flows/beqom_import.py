@@ -41,13 +41,13 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from erphub.clients.beqom import BeqomPort, ImportedDocument
+from erphub.clients.beqom import BeqomPort, ImportedDocument, WorkerDocument
 from erphub.clients.drops import DropFiles, DropObject, WorkQueue
 from erphub.clients.http import utc_now
 from erphub.errors import BadInputError, ConfigurationError, LeaseLostError, TransientError
 from erphub.faults import checkpoint
 from erphub.ledger import Entry, Ledger, Status
-from erphub.models import CamelModel, WorkerDocument
+from erphub.models import CamelModel
 from erphub.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:

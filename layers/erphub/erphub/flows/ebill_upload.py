@@ -59,7 +59,7 @@ from erphub.errors import BadInputError, ErphubError, LeaseLostError, TransientE
 from erphub.faults import checkpoint
 from erphub.files import NULL_VERSION, FileStore, StoredObject
 from erphub.ledger import Entry, Ledger, Status
-from erphub.models import BatchFile, BatchFileRole, BatchJob, CamelModel
+from erphub.models import CamelModel
 from erphub.observability import MetricUnit, logger, metrics
 
 if TYPE_CHECKING:
@@ -105,6 +105,37 @@ class EbillBatchMissing(ErphubError):
 
 class UploadAttemptsExhausted(ErphubError):
     """The batch could not be uploaded in MAX_UPLOAD_ATTEMPTS attempts."""
+
+
+# --- batch files -----------------------------------------------------------------------------
+
+BatchFileRole = Literal["customers", "invoice", "line_items"]
+
+
+class BatchFile(CamelModel):
+    """One dropped file of a batch, pinned to the S3 version the batch was planned with."""
+
+    name: str = Field(min_length=1, max_length=255)
+    key: str = Field(min_length=1)
+    version_id: str | None = None
+    size: int = Field(gt=0)
+    role: BatchFileRole
+    #: what tells this file apart within its batch in the target system (CUS, INV, ITM_<n>)
+    suffix: str = Field(pattern=r"^(CUS|INV|ITM_\d+)$")
+
+
+class BatchJob(CamelModel):
+    """A drop that becomes one batch in a batch-import system: the parent file first, then its
+    line-item files, all read from ``bucket``."""
+
+    drop_id: str = Field(min_length=1)
+    #: the prefix of every id the target system gets for this drop (derived from the object)
+    tag: str = Field(pattern=r"^EH[0-9A-F]{12}$")
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    version_id: str = Field(min_length=1)
+    kind: Literal["customers", "invoices"]
+    files: list[BatchFile] = Field(min_length=1)
 
 
 # --- identities -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import Field
 
-from erphub.clients.erp_port import ErpOutgoing
+from erphub.clients.erp_port import ErpOutgoing, OutgoingDocument, OutgoingUpdate, ProcurosStatus
 from erphub.clients.procuros import (
     AlreadyReceived,
     ErrorReport,
@@ -49,7 +49,7 @@ from erphub.errors import BadInputError, ErphubError, LeaseLostError, TransientE
 from erphub.faults import checkpoint
 from erphub.ledger import Entry, Ledger, Status
 from erphub.mapfile import MappingSpec
-from erphub.models import CamelModel, ChunkRef, OutgoingDocument, OutgoingUpdate, ProcurosStatus
+from erphub.models import CamelModel, ChunkRef
 from erphub.observability import MetricUnit, logger, metrics
 from erphub.payloads import PayloadStore
 from erphub.procuros_mapping import MappingError, ProcurosTransaction, identifier_of, to_transaction
