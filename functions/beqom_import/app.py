@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch import (
 import erphub.secrets  # noqa: F401
 from erphub.flows.beqom_import import import_message
 from erphub.observability import logger, metrics
-from erphub.runtime import beqom_import_deps
+from erphub.runtime.beqom import beqom_import_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord

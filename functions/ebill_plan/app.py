@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from erphub.flows.ebill_upload import PlanRequest, plan_drop
 from erphub.observability import logger, metrics
-from erphub.runtime import ebill_drop_deps
+from erphub.runtime.ebill import ebill_drop_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -9,7 +9,7 @@ import erphub.clients.ebill
 import erphub.secrets  # noqa: F401
 from erphub.flows.ebill_upload import PollRequest, poll_status
 from erphub.observability import logger, metrics
-from erphub.runtime import ebill_deps
+from erphub.runtime.ebill import ebill_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

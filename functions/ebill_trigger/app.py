@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from erphub.flows.ebill_upload import S3Notification, start_drop_executions
 from erphub.observability import logger, metrics
-from erphub.runtime import ebill_trigger_deps
+from erphub.runtime.ebill import ebill_trigger_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 import erphub.clients.workflows  # noqa: F401
 from erphub.flows.procuros_schedule import start_scheduled_send
 from erphub.observability import logger, metrics
-from erphub.runtime import procuros_execution_starter
+from erphub.runtime.procuros import procuros_execution_starter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -9,7 +9,7 @@ import erphub.clients.erp
 import erphub.secrets  # noqa: F401
 from erphub.flows.procuros_send import SendRequest, send_chunk
 from erphub.observability import logger, metrics
-from erphub.runtime import procuros_send_deps
+from erphub.runtime.procuros import procuros_send_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -9,7 +9,7 @@ import erphub.clients.rossum
 import erphub.secrets  # noqa: F401
 from erphub.flows.rossum_poll import PollRequest, poll_confirmed
 from erphub.observability import logger, metrics
-from erphub.runtime import poll_deps
+from erphub.runtime.rossum import poll_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -10,7 +10,7 @@ import erphub.mapping
 import erphub.secrets  # noqa: F401
 from erphub.flows.rossum_push import PushRequest, push_to_erp
 from erphub.observability import logger, metrics
-from erphub.runtime import push_deps
+from erphub.runtime.rossum import push_deps
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

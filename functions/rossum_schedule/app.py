@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 import erphub.clients.workflows  # noqa: F401
 from erphub.flows.rossum_export import start_scheduled_exports
 from erphub.observability import logger, metrics
-from erphub.runtime import execution_starter, schedule_settings
+from erphub.runtime.rossum import execution_starter, schedule_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -337,8 +337,9 @@ def ebill_init(job_id: str, carry_forward: str, zero_out_balances: bool, yes: bo
     from erphub.clients.ebill_port import InitSpec  # noqa: PLC0415
     from erphub.errors import ErphubError  # noqa: PLC0415
     from erphub.flows.ebill_upload import run_batch_init  # noqa: PLC0415
-    from erphub.runtime import ebill_client  # noqa: PLC0415
-    from erphub.settings import EbillSettings, HttpSettings  # noqa: PLC0415
+    from erphub.runtime.ebill import ebill_client  # noqa: PLC0415
+    from erphub.settings import HttpSettings  # noqa: PLC0415
+    from erphub.settings.ebill import EbillSettings  # noqa: PLC0415
 
     chosen = {part.strip() for part in carry_forward.split(",") if part.strip()}
     if "all" in chosen:

@@ -24,7 +24,7 @@ from erphub.flows.rossum_push import PushDeps, PushRequest, push_to_erp
 from erphub.invoices import Invoice
 from erphub.ledger import Ledger, Status
 from erphub.payloads import PayloadStore
-from erphub.settings import RejectPolicy
+from erphub.settings.rossum import RejectPolicy
 from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
 from tests.unit.test_procuros_send_flow import FakeErpOutgoing
 

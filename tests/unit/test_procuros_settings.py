@@ -7,7 +7,11 @@ from pydantic import SecretStr, ValidationError
 
 from erphub.errors import ConfigurationError
 from erphub.secrets import procuros_credentials
-from erphub.settings import ProcurosListSettings, ProcurosScheduleSettings, ProcurosSendSettings
+from erphub.settings.procuros import (
+    ProcurosListSettings,
+    ProcurosScheduleSettings,
+    ProcurosSendSettings,
+)
 
 BASE = {
     "LEDGER_TABLE": "ledger",

@@ -15,7 +15,7 @@ from erphub.flows.rossum_poll import PollDeps, PollRequest, poll_confirmed
 from erphub.flows.rossum_push import PushDeps, PushRequest, push_to_erp
 from erphub.ledger import Ledger, Status
 from erphub.payloads import PayloadStore
-from erphub.settings import RejectPolicy
+from erphub.settings.rossum import RejectPolicy
 from tests.fakes import FakeErp, FakeRossum, create_table_from_template, valid_header
 
 QUEUE = 7

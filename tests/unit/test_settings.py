@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from erphub.settings import FinalizeSettings, HttpSettings, RejectPolicy
+from erphub.settings import HttpSettings
+from erphub.settings.rossum import FinalizeSettings, RejectPolicy
 
 ROSSUM = {
     "LEDGER_TABLE": "ledger",

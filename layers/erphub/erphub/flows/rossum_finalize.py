@@ -23,7 +23,7 @@ from erphub.ledger import Ledger, Status
 from erphub.models import CamelModel
 from erphub.observability import MetricUnit, logger, metrics
 from erphub.payloads import PayloadStore
-from erphub.settings import RejectPolicy
+from erphub.settings.rossum import RejectPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
