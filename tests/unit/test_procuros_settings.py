@@ -6,11 +6,11 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from erphub.errors import ConfigurationError
-from erphub.secrets import procuros_credentials
 from erphub.settings.procuros import (
     ProcurosListSettings,
     ProcurosScheduleSettings,
     ProcurosSendSettings,
+    procuros_credentials,
 )
 
 BASE = {

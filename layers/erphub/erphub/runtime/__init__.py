@@ -21,6 +21,7 @@ import boto3
 
 from erphub.ledger import Ledger
 from erphub.payloads import PayloadStore
+from erphub.settings import erp_credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
@@ -49,7 +50,6 @@ def build_payloads(settings: StoreSettings) -> PayloadStore:
 def build_erp(settings: ErpSettings, http: HttpSettings) -> HttpErpGateway:
     """The ERP adapter with its token (from the secret in AWS)."""
     from erphub.clients.erp import HttpErpGateway  # noqa: PLC0415 - imported when built
-    from erphub.secrets import erp_credentials  # noqa: PLC0415 - imported when built
 
     credentials = erp_credentials(settings.erp_secret_arn, settings.erp_api_token)
     return HttpErpGateway(

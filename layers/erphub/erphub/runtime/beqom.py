@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from erphub.runtime import build_ledger
-from erphub.settings.beqom import BeqomImportSettings
+from erphub.settings.beqom import BeqomImportSettings, beqom_credentials
 
 if TYPE_CHECKING:
     from erphub.flows.beqom_import import ImportDeps
@@ -19,7 +19,6 @@ def _beqom_import_deps(settings: BeqomImportSettings) -> ImportDeps:
     from erphub.clients.beqom import HttpBeqomClient  # noqa: PLC0415 - imported when built
     from erphub.clients.drops import S3DropFiles, SqsWorkQueue  # noqa: PLC0415 - imported when built
     from erphub.flows.beqom_import import ImportDeps  # noqa: PLC0415 - imported when built
-    from erphub.secrets import beqom_credentials  # noqa: PLC0415 - imported when built
 
     credentials = beqom_credentials(
         settings.beqom_secret_arn, settings.beqom_client_id, settings.beqom_client_secret

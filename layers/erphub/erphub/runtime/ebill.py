@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 import boto3
 
 from erphub.runtime import build_ledger
-from erphub.settings.ebill import EbillDropSettings, EbillStepSettings, EbillTriggerSettings
+from erphub.settings.ebill import (
+    EbillDropSettings,
+    EbillStepSettings,
+    EbillTriggerSettings,
+    ebill_credentials,
+)
 
 if TYPE_CHECKING:
     from erphub.clients.ebill import HttpEbillClient
@@ -22,7 +27,6 @@ if TYPE_CHECKING:
 def ebill_client(settings: EbillSettings, http: HttpSettings) -> HttpEbillClient:
     """An eBill client with the configured credentials and auth scheme (not cached)."""
     from erphub.clients.ebill import HttpEbillClient, ebill_auth  # noqa: PLC0415 - imported when built
-    from erphub.secrets import ebill_credentials  # noqa: PLC0415 - imported when built
 
     credentials = ebill_credentials(
         settings.ebill_secret_arn, settings.ebill_username, settings.ebill_password

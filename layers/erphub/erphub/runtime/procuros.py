@@ -12,6 +12,7 @@ from erphub.settings.procuros import (
     ProcurosListSettings,
     ProcurosScheduleSettings,
     ProcurosSendSettings,
+    procuros_credentials,
 )
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 def _procuros(settings: ProcurosSettings, http: HttpSettings) -> HttpProcurosClient:
     from erphub.clients.procuros import HttpProcurosClient  # noqa: PLC0415 - imported when built
-    from erphub.secrets import procuros_credentials  # noqa: PLC0415 - imported when built
 
     credentials = procuros_credentials(settings.procuros_secret_arn, settings.procuros_api_token)
     return HttpProcurosClient(

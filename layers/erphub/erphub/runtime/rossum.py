@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import boto3
 
 from erphub.runtime import build_erp, build_ledger, build_payloads
-from erphub.settings.rossum import FinalizeSettings, PollSettings, PushSettings, ScheduleSettings
+from erphub.settings.rossum import (
+    FinalizeSettings,
+    PollSettings,
+    PushSettings,
+    ScheduleSettings,
+    rossum_credentials,
+)
 
 if TYPE_CHECKING:
     from erphub.clients.rossum import SdkRossumClient
@@ -22,7 +28,6 @@ if TYPE_CHECKING:
 
 def _rossum(settings: RossumSettings, http: HttpSettings) -> SdkRossumClient:
     from erphub.clients.rossum import SdkRossumClient  # noqa: PLC0415 - imported when built
-    from erphub.secrets import rossum_credentials  # noqa: PLC0415 - imported when built
 
     credentials = rossum_credentials(
         settings.rossum_secret_arn, settings.rossum_username, settings.rossum_password

@@ -101,3 +101,23 @@ class MappingSettings(EnvSettings):
             msg = f"an SSM parameter name has no spaces: {value!r}"
             raise ValueError(msg)
         return value
+
+
+# --- credentials (from Secrets Manager in AWS, see erphub.secrets) ----------------------------
+
+
+class ErpCredentials(BaseModel):
+    """The ERP contract's bearer token."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    api_token: SecretStr = Field(alias="apiToken")
+
+
+def erp_credentials(secret_arn: str | None, api_token: SecretStr | None) -> ErpCredentials:
+    """The ERP token from the secret, or from ERP_API_TOKEN without one."""
+    from erphub.secrets import read_credentials  # noqa: PLC0415 - loaded by the handlers that build it
+
+    direct = {"apiToken": api_token} if api_token else None
+    hint = "set ERP_SECRET_ARN, or ERP_API_TOKEN"
+    return read_credentials(ErpCredentials, "ERP", secret_arn, direct, hint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from erphub.settings import EnvSettings, HttpSettings, StoreSettings
 
@@ -23,3 +23,30 @@ class BeqomImportSettings(StoreSettings, HttpSettings, BeqomSettings):
 
     beqom_queue_url: str = Field(min_length=1)
     lease_seconds: int = Field(default=900, ge=0)
+
+
+# --- credentials (from Secrets Manager in AWS, see erphub.secrets) ----------------------------
+
+
+class BeqomCredentials(BaseModel):
+    """The OAuth2 client credentials beqom issues to the hub."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    client_id: str = Field(alias="clientId", min_length=1)
+    client_secret: SecretStr = Field(alias="clientSecret")
+
+
+def beqom_credentials(
+    secret_arn: str | None, client_id: str | None, client_secret: SecretStr | None
+) -> BeqomCredentials:
+    """The beqom client from the secret, or from BEQOM_CLIENT_ID/BEQOM_CLIENT_SECRET without one."""
+    from erphub.secrets import read_credentials  # noqa: PLC0415 - loaded by the handlers that build it
+
+    direct = (
+        {"clientId": client_id, "clientSecret": client_secret}
+        if client_id and client_secret
+        else None
+    )
+    hint = "set BEQOM_SECRET_ARN, or BEQOM_CLIENT_ID and BEQOM_CLIENT_SECRET"
+    return read_credentials(BeqomCredentials, "beqom", secret_arn, direct, hint)

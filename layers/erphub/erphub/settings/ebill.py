@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from erphub.settings import EnvSettings, HttpSettings, StoreSettings
 
@@ -50,3 +50,26 @@ class EbillTriggerSettings(EnvSettings):
     ebill_upload_state_machine_arn: str = Field(min_length=1)
     ebill_drop_prefix: str = Field(default="ebill/", pattern=r"^([^/]+/)*$")
     aws_endpoint_url: str | None = None
+
+
+# --- credentials (from Secrets Manager in AWS, see erphub.secrets) ----------------------------
+
+
+class EbillCredentials(BaseModel):
+    """The eBill API user (the username may be empty with the header scheme)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str = ""
+    password: SecretStr
+
+
+def ebill_credentials(
+    secret_arn: str | None, username: str | None, password: SecretStr | None
+) -> EbillCredentials:
+    """The eBill user from the secret, or from EBILL_USERNAME/EBILL_PASSWORD without one."""
+    from erphub.secrets import read_credentials  # noqa: PLC0415 - loaded by the handlers that build it
+
+    direct = {"username": username or "", "password": password} if password else None
+    hint = "set EBILL_SECRET_ARN, or EBILL_USERNAME and EBILL_PASSWORD"
+    return read_credentials(EbillCredentials, "eBill", secret_arn, direct, hint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 
 from erphub.settings import (
     EnvSettings,
@@ -86,3 +86,25 @@ class ProcurosScheduleSettings(EnvSettings):
 
     procuros_send_state_machine_arn: str = Field(min_length=1)
     aws_endpoint_url: str | None = None
+
+
+# --- credentials (from Secrets Manager in AWS, see erphub.secrets) ----------------------------
+
+
+class ProcurosCredentials(BaseModel):
+    """The API token of the hub's Procuros ERP connection."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    api_token: SecretStr = Field(alias="apiToken")
+
+
+def procuros_credentials(
+    secret_arn: str | None, api_token: SecretStr | None
+) -> ProcurosCredentials:
+    """The Procuros token from the secret, or from PROCUROS_API_TOKEN without one."""
+    from erphub.secrets import read_credentials  # noqa: PLC0415 - loaded by the handlers that build it
+
+    direct = {"apiToken": api_token} if api_token else None
+    hint = "set PROCUROS_SECRET_ARN, or PROCUROS_API_TOKEN"
+    return read_credentials(ProcurosCredentials, "Procuros", secret_arn, direct, hint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 
 from erphub.settings import (
     EnvSettings,
@@ -74,3 +74,26 @@ class ScheduleSettings(EnvSettings):
     def queue_ids(self) -> list[int]:
         """The configured queue ids, in order, without duplicates."""
         return list(dict.fromkeys(int(part) for part in self.rossum_queue_ids.split(",")))
+
+
+# --- credentials (from Secrets Manager in AWS, see erphub.secrets) ----------------------------
+
+
+class RossumCredentials(BaseModel):
+    """A Rossum API user."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+def rossum_credentials(
+    secret_arn: str | None, username: str | None, password: SecretStr | None
+) -> RossumCredentials:
+    """The Rossum user from the secret, or from ROSSUM_USERNAME/ROSSUM_PASSWORD without one."""
+    from erphub.secrets import read_credentials  # noqa: PLC0415 - loaded by the handlers that build it
+
+    direct = {"username": username, "password": password} if username and password else None
+    hint = "set ROSSUM_SECRET_ARN, or ROSSUM_USERNAME and ROSSUM_PASSWORD"
+    return read_credentials(RossumCredentials, "Rossum", secret_arn, direct, hint)
