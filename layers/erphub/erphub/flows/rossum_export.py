@@ -8,7 +8,8 @@
    reference.
 3. :func:`erphub.flows.rossum_finalize.finalize` moves exactly the ERP-accepted ids to
    ``exported`` (at most 100 per call) and the rejected ones to ``failed_export`` with the ERP's
-   reasons, and records every outcome.
+   reasons, and records every outcome. The calls to Rossum go one after another in the background
+   while the ledger records the answers.
 
 Each step is a module of its own, so that each Lambda function loads only its step. This one
 holds what the steps share: the schedule, the ids, and the payloads one step writes to S3 for the

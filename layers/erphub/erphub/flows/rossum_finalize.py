@@ -1,13 +1,17 @@
 """Rossum export, step 3: tell Rossum exported or failed_export, and record every outcome.
 
+The calls to Rossum go one after another in the background while the ledger records the answers.
+
 The flow and what its steps share are in :mod:`erphub.flows.rossum_export`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from erphub.background import one_after_another
 from erphub.clients.rossum_port import MAX_IDS_PER_EXPORT, RossumError, RossumPort
 from erphub.dryrun import DryRunSummary, Preview, write_report
 from erphub.errors import LeaseLostError
@@ -26,7 +30,7 @@ from erphub.payloads import PayloadStore
 from erphub.settings.rossum import RejectPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 T = TypeVar("T")
 
@@ -95,87 +99,105 @@ def _record(deps: FinalizeDeps, run: str, annotation_id: int, **fields: Any) -> 
     return True
 
 
-def _export_accepted(
-    request: FinalizeRequest, deps: FinalizeDeps, accepted: Sequence[DocumentOutcome], tally: _Tally
-) -> None:
-    for batch in _batches(accepted, MAX_IDS_PER_EXPORT):
-        checkpoint("finalize.before_export")
-        statuses = deps.rossum.mark_exported(request.queue_id, [o.annotation_id for o in batch])
-        tally.calls += 1
-        checkpoint("finalize.after_export")
-        for outcome in batch:
-            status = statuses.get(outcome.annotation_id)
-            if status in ("exported", "exporting"):
-                if _record(
-                    deps,
-                    request.run_id,
-                    outcome.annotation_id,
-                    status=Status.EXPORTED,
-                    external_id=outcome.erp_id,
-                    detail=f"ERP {outcome.erp_id}; Rossum {status}",
-                ):
-                    tally.exported += 1
-            elif _record(
+@dataclass(frozen=True)
+class _Exported:
+    """Rossum's answer to one export call: the status of each id it was given."""
+
+    batch: tuple[DocumentOutcome, ...]
+    statuses: dict[int, str]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Rossum's answer to one switch to failed_export: None, or why it refused."""
+
+    outcome: DocumentOutcome
+    refused: RossumError | None
+
+
+def _export(queue_id: int, batch: Sequence[DocumentOutcome], rossum: RossumPort) -> _Exported:
+    checkpoint("finalize.before_export")
+    statuses = rossum.mark_exported(queue_id, [o.annotation_id for o in batch])
+    checkpoint("finalize.after_export")
+    return _Exported(tuple(batch), statuses)
+
+
+def _fail(outcome: DocumentOutcome, rossum: RossumPort) -> _Failed:
+    try:
+        rossum.mark_failed_export(outcome.annotation_id, rejection_message(outcome.reasons))
+    except RossumError as error:
+        return _Failed(outcome, error)
+    checkpoint("finalize.after_failed_export")
+    return _Failed(outcome, None)
+
+
+def _record_exported(deps: FinalizeDeps, run: str, answer: _Exported, tally: _Tally) -> None:
+    for outcome in answer.batch:
+        status = answer.statuses.get(outcome.annotation_id)
+        if status in ("exported", "exporting"):
+            if _record(
                 deps,
-                request.run_id,
+                run,
                 outcome.annotation_id,
-                status=Status.NOT_CONFIRMED,
+                status=Status.EXPORTED,
                 external_id=outcome.erp_id,
-                last_error=f"Rossum status {status or 'unknown'}",
-                detail="no longer confirmed in Rossum; the ERP holds it",
+                detail=f"ERP {outcome.erp_id}; Rossum {status}",
             ):
-                tally.no_longer_confirmed += 1
-
-
-def _fail_rejected(
-    request: FinalizeRequest,
-    deps: FinalizeDeps,
-    outcome: DocumentOutcome,
-    attempts: int,
-    tally: _Tally,
-) -> None:
-    run, annotation_id = request.run_id, outcome.annotation_id
-    common: dict[str, Any] = {"reasons": outcome.reasons, "last_error": "; ".join(outcome.reasons)}
-    if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED and attempts < deps.reject_attempts:
-        if _record(
+                tally.exported += 1
+        elif _record(
             deps,
             run,
-            annotation_id,
-            status=Status.KEPT_CONFIRMED,
-            detail=f"rejected {attempts}/{deps.reject_attempts} times, kept",
-            **common,
+            outcome.annotation_id,
+            status=Status.NOT_CONFIRMED,
+            external_id=outcome.erp_id,
+            last_error=f"Rossum status {status or 'unknown'}",
+            detail="no longer confirmed in Rossum; the ERP holds it",
         ):
-            tally.kept += 1
-        return
-    try:
-        deps.rossum.mark_failed_export(annotation_id, rejection_message(outcome.reasons))
-    except RossumError as error:
+            tally.no_longer_confirmed += 1
+
+
+def _record_failed(deps: FinalizeDeps, run: str, answer: _Failed, tally: _Tally) -> None:
+    outcome = answer.outcome
+    if answer.refused is not None:
         _record(
             deps,
             run,
-            annotation_id,
+            outcome.annotation_id,
             status=Status.REJECTED,
             reasons=outcome.reasons,
-            last_error=f"could not switch to failed_export: {error}",
+            last_error=f"could not switch to failed_export: {answer.refused}",
             detail="Rossum refused failed_export",
         )
-        logger.error("failed_export refused", extra={"error": str(error)})
+        logger.error("failed_export refused", extra={"error": str(answer.refused)})
         return
-    checkpoint("finalize.after_failed_export")
     if _record(
         deps,
         run,
-        annotation_id,
+        outcome.annotation_id,
         status=Status.FAILED_EXPORT,
         detail="Rossum failed_export",
-        **common,
+        reasons=outcome.reasons,
+        last_error="; ".join(outcome.reasons),
     ):
         tally.failed += 1
+
+
+def _kept(deps: FinalizeDeps, rejected: Sequence[DocumentOutcome]) -> dict[int, int]:
+    """The rejected documents left confirmed for another attempt, with their attempts so far."""
+    if deps.reject_policy is not RejectPolicy.KEEP_CONFIRMED:
+        return {}
+    entries = deps.ledger.get_many(FLOW, (str(o.annotation_id) for o in rejected))
+    attempts = {o.annotation_id: 1 for o in rejected}
+    attempts.update({int(e.document_id): e.attempts for e in entries.values()})
+    return {i: n for i, n in attempts.items() if n < deps.reject_attempts}
 
 
 def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult | DryRunSummary:
     """Tell Rossum the outcome (exported in batches of 100, failed_export one by one), record it.
 
+    Rossum is told in the background, one call after another, while the ledger records what it
+    answered to the calls before: the ledger's writes wait for no request to Rossum. Each outcome
+    is recorded only after Rossum took it, and a call that fails stops the calls after it.
     A dry run tells Rossum nothing: it writes the per-document report instead.
     """
     if request.dry_run:
@@ -185,29 +207,45 @@ def finalize(request: FinalizeRequest, deps: FinalizeDeps) -> FinalizeResult | D
         for chunk in request.chunks
         for item in deps.payloads.get_json(chunk.result_key)
     ]
+    run, rossum = request.run_id, deps.rossum
     tally = _Tally()
-    _export_accepted(request, deps, [o for o in outcomes if o.outcome == "accepted"], tally)
+    accepted = [o for o in outcomes if o.outcome == "accepted"]
     rejected = [o for o in outcomes if o.outcome == "rejected"]
-    attempts = (
-        {
-            e.document_id: e.attempts
-            for e in deps.ledger.get_many(FLOW, (str(o.annotation_id) for o in rejected)).values()
-        }
-        if deps.reject_policy is RejectPolicy.KEEP_CONFIRMED
-        else {}
-    )
-    for outcome in rejected:
-        _fail_rejected(request, deps, outcome, attempts.get(str(outcome.annotation_id), 1), tally)
-    for outcome in outcomes:
-        if outcome.outcome == "deferred" and _record(
-            deps,
-            request.run_id,
-            outcome.annotation_id,
-            status=Status.PUSHING,
-            last_error="; ".join(outcome.reasons),
-            detail="deferred to the next run; it will be looked up in the ERP first",
-        ):
-            tally.deferred += 1
+    kept = _kept(deps, rejected)
+    calls: list[Callable[[], _Exported | _Failed]] = [
+        partial(_export, request.queue_id, batch, rossum)
+        for batch in _batches(accepted, MAX_IDS_PER_EXPORT)
+    ]
+    calls += [partial(_fail, o, rossum) for o in rejected if o.annotation_id not in kept]
+    with one_after_another(calls) as answers:
+        for outcome in rejected:
+            attempts = kept.get(outcome.annotation_id)
+            if attempts is not None and _record(
+                deps,
+                run,
+                outcome.annotation_id,
+                status=Status.KEPT_CONFIRMED,
+                detail=f"rejected {attempts}/{deps.reject_attempts} times, kept",
+                reasons=outcome.reasons,
+                last_error="; ".join(outcome.reasons),
+            ):
+                tally.kept += 1
+        for outcome in outcomes:
+            if outcome.outcome == "deferred" and _record(
+                deps,
+                run,
+                outcome.annotation_id,
+                status=Status.PUSHING,
+                last_error="; ".join(outcome.reasons),
+                detail="deferred to the next run; it will be looked up in the ERP first",
+            ):
+                tally.deferred += 1
+        for answer in answers:
+            if isinstance(answer, _Exported):
+                tally.calls += 1
+                _record_exported(deps, run, answer, tally)
+            else:
+                _record_failed(deps, run, answer, tally)
 
     metrics.add_metric(name="RossumExported", unit=MetricUnit.Count, value=tally.exported)
     metrics.add_metric(name="RossumFailedExport", unit=MetricUnit.Count, value=tally.failed)
