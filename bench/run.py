@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.remote import remote_simulators
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -113,14 +115,26 @@ def _transitions(stack: Any, arns: list[str]) -> int:
     )
 
 
-def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
-    """One erphub export of ``n`` annotations (10% rejected) with ``latency`` per request."""
-    from erphub_local.runner import run_flow
+@contextmanager
+def _rossum_simulators(n: int, latency: float) -> Iterator[tuple[Any, Any, Any]]:
+    """Rossum and the ERP in a child process, seeded with ``n`` confirmed annotations."""
     from erphub_local.seed import seed_demo
     from erphub_local.simulators import ErpSimulator, RossumSimulator
 
-    with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
-        seed = seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+    simulators = {
+        "rossum": (RossumSimulator, {"latency_s": latency}),
+        "erp": (ErpSimulator, {"latency_s": latency}),
+    }
+    seeding = {"queue_ids": (1001,), "per_queue": n}
+    with remote_simulators(simulators, (seed_demo, seeding)) as (sims, seed):
+        yield sims["rossum"], sims["erp"], seed
+
+
+def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
+    """One erphub export of ``n`` annotations (10% rejected) with ``latency`` per request."""
+    from erphub_local.runner import run_flow
+
+    with _rossum_simulators(n, latency) as (rossum, erp, seed):
         # An invoice without a number cannot be booked: the mapping refuses it before any call
         # (the naive baseline too), so the floor counts one ERP push per other document.
         pushable = n - sum(1 for r in seed.invalid.values() if r == "missing_invoice_number")
@@ -141,12 +155,13 @@ def rossum_erphub_run(n: int, latency: float) -> dict[str, Any]:
         accepted = sum(1 for s in statuses.values() if s == "exported")
         rejected = sum(1 for s in statuses.values() if s == "failed_export")
         assert accepted + rejected == n, (accepted, rejected)
+        calls = [*rossum.calls, *erp.calls]
     return {
         **figures,
         "wall_s": wall,
-        "api_calls": len(rossum.calls) + len(erp.calls),
+        "api_calls": len(calls),
         "api_call_floor": 1 + math.ceil(n / 100) + math.ceil(accepted / 100) + rejected + pushable,
-        "api_calls_by_endpoint": _by_endpoint([*rossum.calls, *erp.calls]),
+        "api_calls_by_endpoint": _by_endpoint(calls),
     }
 
 
@@ -156,10 +171,13 @@ def procuros_run(n: int, latency: float) -> dict[str, Any]:
     from erphub_local.runner import run_flow
     from erphub_local.simulators import ErpSimulator, ProcurosSimulator
 
-    with ErpSimulator(latency_s=latency) as erp, ProcurosSimulator(latency_s=latency) as procuros:
-        seed = seed_outgoing(
-            erp, procuros, count=n, refused_ratio=0.0, unreadable=0, already_sent=0
-        )
+    simulators = {
+        "erp": (ErpSimulator, {"latency_s": latency}),
+        "procuros": (ProcurosSimulator, {"latency_s": latency}),
+    }
+    seeding = {"count": n, "refused_ratio": 0.0, "unreadable": 0, "already_sent": 0}
+    with remote_simulators(simulators, (seed_outgoing, seeding)) as (sims, seed):
+        erp, procuros = sims["erp"], sims["procuros"]
         variables = {
             **procuros.hub_env(),
             **erp.hub_env(),
@@ -172,13 +190,14 @@ def procuros_run(n: int, latency: float) -> dict[str, Any]:
             assert [e.status for e in executions] == ["SUCCEEDED"], executions
             figures = _aws_figures(aws, _transitions(stack, [e.arn for e in executions]), n)
         sent = len(seed.transmit) + len(seed.no_action)
+        calls = [*erp.calls, *procuros.calls]
     return {
         **figures,
         "wall_s": wall,
-        "api_calls": len(erp.calls) + len(procuros.calls),
+        "api_calls": len(calls),
         # one POST and one ERP status update per document, and the pages of 100 that list them
         "api_call_floor": 2 * sent + math.ceil(n / 100),
-        "api_calls_by_endpoint": _by_endpoint([*erp.calls, *procuros.calls]),
+        "api_calls_by_endpoint": _by_endpoint(calls),
     }
 
 
@@ -203,11 +222,8 @@ def section_costs(section: Any, state_machine: str | None, documents: int) -> di
 def rossum_naive_run(n: int, latency: float) -> float:
     """Wall time of the naive baseline on the same data and latency."""
     from bench import naive_rossum
-    from erphub_local.seed import seed_demo
-    from erphub_local.simulators import ErpSimulator, RossumSimulator
 
-    with RossumSimulator(latency_s=latency) as rossum, ErpSimulator(latency_s=latency) as erp:
-        seed_demo(rossum, erp, queue_ids=(1001,), per_queue=n)
+    with _rossum_simulators(n, latency) as (rossum, erp, _seed):
         started = time.perf_counter()
         counts = naive_rossum.run(
             rossum_api_url=rossum.api_url,
