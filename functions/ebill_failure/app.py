@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from erphub.flows.ebill_upload import FailureRequest, record_failure
+from erphub.flows.ebill_failure import FailureRequest, record_failure
 from erphub.observability import logger, metrics
 from erphub.runtime.ebill import ebill_drop_deps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from erphub.flows.ebill_upload import PlanRequest, plan_drop
+from erphub.flows.ebill_plan import PlanRequest, plan_drop
 from erphub.observability import logger, metrics
 from erphub.runtime.ebill import ebill_drop_deps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from erphub.flows.ebill_upload import S3Notification, start_drop_executions
+from erphub.flows.ebill_trigger import S3Notification, start_drop_executions
 from erphub.observability import logger, metrics
 from erphub.runtime.ebill import ebill_trigger_deps
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 # What ebill_deps() builds, loaded at init like everything each invocation needs.
 import erphub.clients.ebill
 import erphub.secrets  # noqa: F401
-from erphub.flows.ebill_upload import UploadRequest, upload_files
+from erphub.flows.ebill_upload_files import UploadRequest, upload_files
 from erphub.observability import logger, metrics
 from erphub.runtime.ebill import ebill_deps
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from erphub.flows import ebill_upload
+from erphub.flows import ebill_results
 from erphub_local import config as local_config
 from erphub_local.aws.template import Template
 
@@ -362,7 +362,7 @@ def test_the_scan_finds_every_add_metric_call_of_the_package() -> None:
 
 def test_the_scan_agrees_with_the_literal_type_it_reads() -> None:
     emitted = {n for e in emissions() for n in e.names}
-    outcomes = {f"EbillBatches{o.title()}" for o in typing.get_args(ebill_upload.Outcome)}
+    outcomes = {f"EbillBatches{o.title()}" for o in typing.get_args(ebill_results.Outcome)}
     assert outcomes <= emitted
 
 

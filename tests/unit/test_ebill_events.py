@@ -11,7 +11,14 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3Model
 from pydantic import BaseModel
 
-from erphub.flows import ebill_upload as flow
+from erphub.flows.ebill_failure import FailureRequest
+from erphub.flows.ebill_finalize import FinalizeRequest
+from erphub.flows.ebill_plan import PlanRequest
+from erphub.flows.ebill_poll import PollRequest
+from erphub.flows.ebill_results import ResultsRequest
+from erphub.flows.ebill_trigger import S3Notification
+from erphub.flows.ebill_upload import classify
+from erphub.flows.ebill_upload_files import UploadRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachines" / "ebill_upload.asl.json").read_text())
@@ -24,12 +31,12 @@ def sample(name: str) -> str:
 @pytest.mark.parametrize(
     ("name", "model"),
     [
-        ("ebill_plan.json", flow.PlanRequest),
-        ("ebill_upload.json", flow.UploadRequest),
-        ("ebill_finalize.json", flow.FinalizeRequest),
-        ("ebill_poll.json", flow.PollRequest),
-        ("ebill_results.json", flow.ResultsRequest),
-        ("ebill_failure.json", flow.FailureRequest),
+        ("ebill_plan.json", PlanRequest),
+        ("ebill_upload.json", UploadRequest),
+        ("ebill_finalize.json", FinalizeRequest),
+        ("ebill_poll.json", PollRequest),
+        ("ebill_results.json", ResultsRequest),
+        ("ebill_failure.json", FailureRequest),
     ],
 )
 def test_the_step_samples_parse_into_the_step_models(name: str, model: type[BaseModel]) -> None:
@@ -39,8 +46,8 @@ def test_the_step_samples_parse_into_the_step_models(name: str, model: type[Base
 def test_the_trigger_sample_is_an_aws_s3_event_naming_an_invoice_drop() -> None:
     event = json.loads(sample("ebill_trigger.json"))
     parse(event=event, model=S3Model)  # the full AWS shape
-    record = flow.S3Notification.model_validate(event).records[0]
-    assert flow.classify(record.s3.object.key, "ebill/") == "invoices"
+    record = S3Notification.model_validate(event).records[0]
+    assert classify(record.s3.object.key, "ebill/") == "invoices"
     assert record.s3.object.version_id
 
 

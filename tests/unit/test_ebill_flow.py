@@ -29,7 +29,29 @@ from erphub.clients.workflows import StepFunctionsStarter
 from erphub.errors import BadInputError, LeaseLostError, TransientError
 from erphub.files import FileStore
 from erphub.flows import ebill_upload as flow
-from erphub.flows.ebill_upload import BatchJob
+from erphub.flows.ebill_failure import FailureRequest, record_failure
+from erphub.flows.ebill_finalize import FinalizeRequest, finalize_batch
+from erphub.flows.ebill_plan import PlanRequest, plan_drop
+from erphub.flows.ebill_poll import PollRequest, poll_status
+from erphub.flows.ebill_results import ResultsRequest, ResultsSummary, collect_results
+from erphub.flows.ebill_trigger import S3Notification, TriggerDeps, start_drop_executions
+from erphub.flows.ebill_upload import (
+    FLOW,
+    MANIFEST_LIMIT_BYTES,
+    MAX_UPLOAD_ATTEMPTS,
+    BatchJob,
+    DropDeps,
+    DropRef,
+    EbillDeps,
+    PollDeadlineExceeded,
+    PollPolicy,
+    UploadAttemptsExhausted,
+    UploadResult,
+    classify,
+    execution_name,
+    run_batch_init,
+)
+from erphub.flows.ebill_upload_files import UploadRequest, upload_files
 from erphub.ledger import Ledger, Status
 from tests.fakes import create_table_from_template
 
@@ -238,9 +260,9 @@ class World:
         self.ledger = Ledger(self.table, clock=lambda: clock[0])
         self.files = FileStore(self.s3, chunk_size=1024)
         self.retry_crashes = False
-        self.policy = flow.PollPolicy(initial_seconds=10, max_seconds=40, deadline_seconds=600)
-        self.drop_deps = flow.DropDeps(self.ledger, self.files, self.policy.lease_seconds)
-        self.deps = flow.EbillDeps(
+        self.policy = PollPolicy(initial_seconds=10, max_seconds=40, deadline_seconds=600)
+        self.drop_deps = DropDeps(self.ledger, self.files, self.policy.lease_seconds)
+        self.deps = EbillDeps(
             ebill=self.ebill,
             ledger=self.ledger,
             files=self.files,
@@ -250,10 +272,10 @@ class World:
             sleep=lambda _: None,
         )
 
-    def put(self, key: str, body: bytes) -> flow.DropRef:
+    def put(self, key: str, body: bytes) -> DropRef:
         version = self.s3.put_object(Bucket=self.drops, Key=key, Body=body)["VersionId"]
-        kind = flow.classify(key, "ebill/") or "customers"  # line-item files start nothing
-        return flow.DropRef(bucket=self.drops, key=key, version_id=version, kind=kind)
+        kind = classify(key, "ebill/") or "customers"  # line-item files start nothing
+        return DropRef(bucket=self.drops, key=key, version_id=version, kind=kind)
 
     def step(self, call: Callable[[], T]) -> T:
         """Run one step; with ``retry_crashes``, a crashed step runs again (once)."""
@@ -264,40 +286,40 @@ class World:
                 raise
             return call()
 
-    def plan(self, drop: flow.DropRef, run: str = "run-1") -> BatchJob:
-        request = flow.PlanRequest(run_id=run, drop=drop)
-        return self.step(lambda: flow.plan_drop(request, self.drop_deps))
+    def plan(self, drop: DropRef, run: str = "run-1") -> BatchJob:
+        request = PlanRequest(run_id=run, drop=drop)
+        return self.step(lambda: plan_drop(request, self.drop_deps))
 
-    def upload(self, job: BatchJob, run: str = "run-1") -> flow.UploadResult:
-        request = flow.UploadRequest(run_id=run, job=job)
+    def upload(self, job: BatchJob, run: str = "run-1") -> UploadResult:
+        request = UploadRequest(run_id=run, job=job)
         for _ in range(10):
-            result = self.step(lambda: flow.upload_files(request, self.deps))
+            result = self.step(lambda: upload_files(request, self.deps))
             if result.done:
                 return result
         raise AssertionError("upload never finished")
 
-    def run(self, drop: flow.DropRef, run: str = "run-1") -> flow.ResultsSummary:
+    def run(self, drop: DropRef, run: str = "run-1") -> ResultsSummary:
         """One execution, step by step, as the state machine runs it."""
         job = self.plan(drop, run)
         upload = self.upload(job, run)
-        finalize = flow.FinalizeRequest(run_id=run, job=job, upload=upload)
-        batch = self.step(lambda: flow.finalize_batch(finalize, self.deps))
+        finalize = FinalizeRequest(run_id=run, job=job, upload=upload)
+        batch = self.step(lambda: finalize_batch(finalize, self.deps))
         waits = []
         while not batch.terminal:
             self.clock[0] += batch.wait_seconds
             waits.append(batch.wait_seconds)
-            batch = flow.poll_status(flow.PollRequest(run_id=run, job=job, batch=batch), self.deps)
+            batch = poll_status(PollRequest(run_id=run, job=job, batch=batch), self.deps)
         self.waits = waits
-        results = flow.ResultsRequest(run_id=run, job=job, upload=upload, batch=batch)
-        return self.step(lambda: flow.collect_results(results, self.deps))
+        results = ResultsRequest(run_id=run, job=job, upload=upload, batch=batch)
+        return self.step(lambda: collect_results(results, self.deps))
 
     def entry(self, document_id: str) -> Any:
-        return self.ledger.get(flow.FLOW, document_id)
+        return self.ledger.get(FLOW, document_id)
 
     def failed_rows(self) -> dict[str, list[str]]:
         return {
             e.document_id: e.reasons
-            for e in self.ledger.entries(flow.FLOW)
+            for e in self.ledger.entries(FLOW)
             if "#row-" in e.document_id and e.status == Status.FAILED
         }
 
@@ -312,7 +334,7 @@ def customers_csv(rows: int, bad: Iterable[int]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def invoice_drop(world: World, folder: str = "ebill/invoices/2026-11/") -> flow.DropRef:
+def invoice_drop(world: World, folder: str = "ebill/invoices/2026-11/") -> DropRef:
     world.put(folder + "inv.csv", b"Invoice Number,Customer Ref\nI1,C1\nI2,BAD\n")
     world.put(folder + "itm-1.csv", b"Invoice Number,Description\nI1,Consulting\n")
     world.put(folder + "itm-2.csv", b"Invoice Number,Description\nI1,Licence\nI9,BAD\n")
@@ -340,39 +362,39 @@ def world(aws: Aws, clock: list[float]) -> World:
 
 
 def test_drops_are_classified_by_the_layout() -> None:
-    assert flow.classify("ebill/customers/aug.csv", "ebill/") == "customers"
-    assert flow.classify("ebill/customers/2026/aug.CSV", "ebill/") == "customers"
-    assert flow.classify("ebill/invoices/aug/manifest.json", "ebill/") == "invoices"
-    assert flow.classify("ebill/invoices/aug/inv.csv", "ebill/") is None
-    assert flow.classify("ebill/invoices/manifest.json", "ebill/") is None
-    assert flow.classify("ebill/invoices/a/b/manifest.json", "ebill/") is None
-    assert flow.classify("beqom/r1/w1/doc.pdf", "ebill/") is None
-    assert flow.classify("hub/ebill/customers/x.csv", "hub/ebill/") == "customers"
+    assert classify("ebill/customers/aug.csv", "ebill/") == "customers"
+    assert classify("ebill/customers/2026/aug.CSV", "ebill/") == "customers"
+    assert classify("ebill/invoices/aug/manifest.json", "ebill/") == "invoices"
+    assert classify("ebill/invoices/aug/inv.csv", "ebill/") is None
+    assert classify("ebill/invoices/manifest.json", "ebill/") is None
+    assert classify("ebill/invoices/a/b/manifest.json", "ebill/") is None
+    assert classify("beqom/r1/w1/doc.pdf", "ebill/") is None
+    assert classify("hub/ebill/customers/x.csv", "hub/ebill/") == "customers"
 
 
 def test_execution_names_are_readable_unique_per_version_and_valid() -> None:
-    drop = flow.DropRef(
+    drop = DropRef(
         bucket="b", key="ebill/customers/Kunden März 2026.csv", version_id="v1", kind="customers"
     )
-    name = flow.execution_name(drop)
+    name = execution_name(drop)
     assert name.startswith("ebill-cus-Kunden-M-rz-2026-")
-    assert name == flow.execution_name(drop.model_copy())
-    assert name != flow.execution_name(drop.model_copy(update={"version_id": "v2"}))
+    assert name == execution_name(drop.model_copy())
+    assert name != execution_name(drop.model_copy(update={"version_id": "v2"}))
     long = drop.model_copy(
         update={"key": "ebill/invoices/" + "x" * 300 + "/manifest.json", "kind": "invoices"}
     )
-    for candidate in (name, flow.execution_name(long)):
+    for candidate in (name, execution_name(long)):
         assert len(candidate) <= 80
         assert all(c.isalnum() or c in "-_" for c in candidate)
-    assert flow.execution_name(long).endswith(long.digest[:12])
+    assert execution_name(long).endswith(long.digest[:12])
     assert drop.tag == "EH" + drop.digest[:12].upper()
 
 
-def event(key: str, version: str | None, bucket: str) -> flow.S3Notification:
+def event(key: str, version: str | None, bucket: str) -> S3Notification:
     obj: dict[str, Any] = {"key": key, "size": 10}
     if version:
         obj["versionId"] = version
-    return flow.S3Notification.model_validate(
+    return S3Notification.model_validate(
         {
             "Records": [
                 {
@@ -387,15 +409,15 @@ def event(key: str, version: str | None, bucket: str) -> flow.S3Notification:
 def test_a_repeated_s3_event_starts_one_execution(world: World) -> None:
     drop = world.put("ebill/customers/aug list.csv", customers_csv(3, []))
     spy = Spy()
-    deps = flow.TriggerDeps(starter=spy, files=world.files, prefix="ebill/")
+    deps = TriggerDeps(starter=spy, files=world.files, prefix="ebill/")
     # AWS form-encodes the key; moto percent-encodes "/" too: both decode to the same key.
     deliveries = [
         event("ebill/customers/aug+list.csv", drop.version_id, world.drops),
         event("ebill%2Fcustomers%2Faug%20list.csv", drop.version_id, world.drops),
         event("ebill/customers/aug+list.csv", drop.version_id, world.drops),
     ]
-    results = [flow.start_drop_executions(d, deps) for d in deliveries]
-    name = flow.execution_name(drop)
+    results = [start_drop_executions(d, deps) for d in deliveries]
+    name = execution_name(drop)
     assert results == [{name: f"arn:execution:{name}"}, {name: None}, {name: None}]
     assert spy.started == {name: {"drop": drop.dump()}}
 
@@ -411,9 +433,9 @@ def test_a_repeated_event_against_step_functions_starts_nothing_twice(world: Wor
         roleArn=role,
     )["stateMachineArn"]
     drop = world.put("ebill/customers/aug.csv", customers_csv(3, []))
-    deps = flow.TriggerDeps(StepFunctionsStarter(sfn, machine), world.files, "ebill/")
+    deps = TriggerDeps(StepFunctionsStarter(sfn, machine), world.files, "ebill/")
     for _ in range(3):
-        flow.start_drop_executions(event(drop.key, drop.version_id, world.drops), deps)
+        start_drop_executions(event(drop.key, drop.version_id, world.drops), deps)
     assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
 
 
@@ -421,8 +443,8 @@ def test_without_a_version_in_the_event_the_current_version_is_used(world: World
     # moto's S3 events carry no versionId (AWS's do, for a versioned bucket).
     drop = world.put("ebill/customers/aug.csv", customers_csv(3, []))
     spy = Spy()
-    flow.start_drop_executions(
-        event(drop.key, None, world.drops), flow.TriggerDeps(spy, world.files, "ebill/")
+    start_drop_executions(
+        event(drop.key, None, world.drops), TriggerDeps(spy, world.files, "ebill/")
     )
     assert [p["drop"]["versionId"] for p in spy.started.values()] == [drop.version_id]
 
@@ -438,15 +460,15 @@ def test_moto_s3_events_still_lack_the_version_and_percent_encode_slashes() -> N
     record = _get_s3_event("s3:ObjectCreated:Put", bucket, key, "id")["Records"][0]
     assert record["s3"]["object"]["key"] == "ebill%2Fcustomers%2Fa+b.csv"
     assert "versionId" not in record["s3"]["object"]
-    parsed = flow.S3Notification.model_validate({"Records": [record]})
+    parsed = S3Notification.model_validate({"Records": [record]})
     assert parsed.records[0].s3.object.version_id is None
 
 
 def test_objects_that_are_no_drops_start_nothing(world: World) -> None:
     spy = Spy()
-    deps = flow.TriggerDeps(spy, world.files, "ebill/")
+    deps = TriggerDeps(spy, world.files, "ebill/")
     for key in ("ebill/invoices/aug/inv.csv", "beqom/r/w/x.pdf", "ebill/customers/readme.txt"):
-        assert flow.start_drop_executions(event(key, "v1", world.drops), deps) == {}
+        assert start_drop_executions(event(key, "v1", world.drops), deps) == {}
     assert spy.started == {}
 
 
@@ -500,7 +522,7 @@ def test_an_empty_customers_file_is_refused_before_ebill_hears_of_it(world: Worl
 
 
 def test_a_huge_manifest_is_refused_without_reading_it(world: World) -> None:
-    drop = world.put("ebill/invoices/b/manifest.json", b" " * (flow.MANIFEST_LIMIT_BYTES + 1))
+    drop = world.put("ebill/invoices/b/manifest.json", b" " * (MANIFEST_LIMIT_BYTES + 1))
     with pytest.raises(BadInputError, match="at most 65536 are accepted"):
         world.plan(drop)
 
@@ -581,7 +603,7 @@ def test_an_expired_upload_url_gets_a_new_one_and_the_file_is_uploaded_once(worl
     world.ebill.expire_next_urls = 1
     drop = world.put("ebill/customers/aug.csv", customers_csv(20, [3]))
     job = world.plan(drop)
-    first = flow.upload_files(flow.UploadRequest(run_id="run-1", job=job), world.deps)
+    first = upload_files(UploadRequest(run_id="run-1", job=job), world.deps)
     assert (first.done, first.attempt) == (False, 2)
     summary = world.run(drop)
     assert [c.job_id for c in world.ebill.creates] == [f"{drop.tag}_A1_CUS", f"{drop.tag}_A2_CUS"]
@@ -594,14 +616,14 @@ def test_an_expired_upload_url_gets_a_new_one_and_the_file_is_uploaded_once(worl
 
 
 def test_upload_urls_that_keep_expiring_fail_visibly(world: World) -> None:
-    world.ebill.expire_next_urls = flow.MAX_UPLOAD_ATTEMPTS
+    world.ebill.expire_next_urls = MAX_UPLOAD_ATTEMPTS
     drop = world.put("ebill/customers/aug.csv", customers_csv(5, []))
     job = world.plan(drop)
-    request = flow.UploadRequest(run_id="run-1", job=job)
-    for _ in range(flow.MAX_UPLOAD_ATTEMPTS - 1):
-        assert not flow.upload_files(request, world.deps).done
-    with pytest.raises(flow.UploadAttemptsExhausted, match="3 upload attempts failed"):
-        flow.upload_files(request, world.deps)
+    request = UploadRequest(run_id="run-1", job=job)
+    for _ in range(MAX_UPLOAD_ATTEMPTS - 1):
+        assert not upload_files(request, world.deps).done
+    with pytest.raises(UploadAttemptsExhausted, match="3 upload attempts failed"):
+        upload_files(request, world.deps)
     assert world.ebill.uploads == [] and world.ebill.finalizes == []
 
 
@@ -653,8 +675,9 @@ CHECKPOINTS = [
 
 
 def test_the_checkpoint_list_is_complete() -> None:
-    source = Path(flow.__file__).read_text()
-    assert sorted(re.findall(r'checkpoint\("([^"]+)"\)', source)) == sorted(CHECKPOINTS)
+    sources = Path(flow.__file__).parent.glob("ebill_*.py")
+    points = [p for s in sources for p in re.findall(r'checkpoint\("([^"]+)"\)', s.read_text())]
+    assert sorted(points) == sorted(CHECKPOINTS)
 
 
 @pytest.mark.parametrize("point", CHECKPOINTS)
@@ -681,11 +704,11 @@ def test_finalize_is_sent_once_even_when_the_step_runs_again(world: World) -> No
     drop = invoice_drop(world)
     job = world.plan(drop)
     upload = world.upload(job)
-    request = flow.FinalizeRequest(run_id="run-1", job=job, upload=upload)
+    request = FinalizeRequest(run_id="run-1", job=job, upload=upload)
     faults.arm("ebill.finalize.after")
     with pytest.raises(faults.InjectedCrash):
-        flow.finalize_batch(request, world.deps)
-    again = flow.finalize_batch(request, world.deps)
+        finalize_batch(request, world.deps)
+    again = finalize_batch(request, world.deps)
     assert again.status == "Processing"  # read by the reconciling GET: not finalized again
     assert len(world.ebill.finalizes) == 1
     assert world.entry(drop.id).status == Status.SUBMITTED
@@ -695,16 +718,14 @@ def test_the_results_step_runs_again_without_recording_rows_twice(world: World) 
     drop = world.put("ebill/customers/aug.csv", customers_csv(30, [5, 6]))
     job = world.plan(drop)
     upload = world.upload(job)
-    batch = flow.finalize_batch(
-        flow.FinalizeRequest(run_id="run-1", job=job, upload=upload), world.deps
-    )
+    batch = finalize_batch(FinalizeRequest(run_id="run-1", job=job, upload=upload), world.deps)
     while not batch.terminal:
-        batch = flow.poll_status(flow.PollRequest(run_id="run-1", job=job, batch=batch), world.deps)
-    request = flow.ResultsRequest(run_id="run-1", job=job, upload=upload, batch=batch)
+        batch = poll_status(PollRequest(run_id="run-1", job=job, batch=batch), world.deps)
+    request = ResultsRequest(run_id="run-1", job=job, upload=upload, batch=batch)
     faults.arm("ebill.results.after_rows")
     with pytest.raises(faults.InjectedCrash):
-        flow.collect_results(request, world.deps)
-    summary = flow.collect_results(request, world.deps)
+        collect_results(request, world.deps)
+    summary = collect_results(request, world.deps)
     assert summary.fail_count == 2
     row = world.entry(f"{drop.tag}_A1_CUS#row-5")
     assert [h.status for h in row.history] == ["CLAIM", "FAILED"]
@@ -724,24 +745,20 @@ def test_polling_stops_at_the_deadline_with_the_batch_named(
     drop = world.put("ebill/customers/aug.csv", customers_csv(5, []))
     job = world.plan(drop)
     upload = world.upload(job)
-    batch = flow.finalize_batch(
-        flow.FinalizeRequest(run_id="run-1", job=job, upload=upload), world.deps
-    )
+    batch = finalize_batch(FinalizeRequest(run_id="run-1", job=job, upload=upload), world.deps)
     waits = []
-    with pytest.raises(flow.PollDeadlineExceeded) as caught:
+    with pytest.raises(PollDeadlineExceeded) as caught:
         for _ in range(100):
             clock[0] += batch.wait_seconds
             waits.append(batch.wait_seconds)
-            batch = flow.poll_status(
-                flow.PollRequest(run_id="run-1", job=job, batch=batch), world.deps
-            )
+            batch = poll_status(PollRequest(run_id="run-1", job=job, batch=batch), world.deps)
     assert f"eBill batch {upload.parent.id}" in str(caught.value)  # type: ignore[union-attr]
     assert "still Queued" in str(caught.value) and "deadline 600 s" in str(caught.value)
     assert waits[:4] == [10, 20, 40, 40] and sum(waits) == 600  # the last wait ends at the deadline
 
 
 def test_wait_intervals_double_up_to_the_maximum_and_never_pass_the_deadline() -> None:
-    policy = flow.PollPolicy(initial_seconds=30, max_seconds=900, deadline_seconds=3600)
+    policy = PollPolicy(initial_seconds=30, max_seconds=900, deadline_seconds=3600)
     assert [policy.wait_after(n, 0) for n in range(7)] == [30, 60, 120, 240, 480, 900, 900]
     assert policy.wait_after(3, 3590) == 10
     assert policy.wait_after(3, 3600) == 1
@@ -754,7 +771,7 @@ def test_a_failed_execution_is_recorded_released_and_alerted(world: World) -> No
     cause = json.dumps(
         {"errorType": "PollDeadlineExceeded", "errorMessage": "eBill batch 1 is still Queued"}
     )
-    request = flow.FailureRequest.model_validate(
+    request = FailureRequest.model_validate(
         {
             "runId": "run-1",
             "state": {
@@ -765,7 +782,7 @@ def test_a_failed_execution_is_recorded_released_and_alerted(world: World) -> No
             },
         }
     )
-    alert = flow.record_failure(request, world.drop_deps)
+    alert = record_failure(request, world.drop_deps)
     entry = world.entry(drop.id)
     assert entry.status == Status.FAILED and entry.lease_owner is None
     assert entry.last_error == "PollDeadlineExceeded: eBill batch 1 is still Queued"
@@ -780,7 +797,7 @@ def test_a_failed_execution_is_recorded_released_and_alerted(world: World) -> No
 
 def test_a_plan_failure_is_recorded_even_without_a_job(world: World) -> None:
     drop = world.put("ebill/invoices/b/manifest.json", b"{}")
-    request = flow.FailureRequest.model_validate(
+    request = FailureRequest.model_validate(
         {
             "runId": "run-1",
             "state": {
@@ -789,7 +806,7 @@ def test_a_plan_failure_is_recorded_even_without_a_job(world: World) -> None:
             },
         }
     )
-    flow.record_failure(request, world.drop_deps)
+    record_failure(request, world.drop_deps)
     assert world.entry(drop.id).last_error == "BadInputError: plain text"
 
 
@@ -805,8 +822,8 @@ def test_another_execution_cannot_take_a_drop_it_does_not_hold(world: World) -> 
 
 def test_batch_init_runs_once_per_job_id(world: World) -> None:
     spec = InitSpec(job_id="AUG_INIT", carry_forward_invoices=True)
-    _, started = flow.run_batch_init(spec, world.ebill)
-    _, again = flow.run_batch_init(spec, world.ebill)
+    _, started = run_batch_init(spec, world.ebill)
+    _, again = run_batch_init(spec, world.ebill)
     assert (started, again) == (True, False)
     assert world.ebill.inits == [spec]
 
@@ -819,5 +836,5 @@ def test_batch_init_with_an_unknown_outcome_is_reconciled(world: World) -> None:
             raise TransientError(msg)
 
     fake = Timeout()
-    _, started = flow.run_batch_init(InitSpec(job_id="J", zero_out_customer_balance=True), fake)
+    _, started = run_batch_init(InitSpec(job_id="J", zero_out_customer_balance=True), fake)
     assert started and len(fake.inits) == 1

@@ -19,7 +19,8 @@ from erphub.settings.ebill import (
 if TYPE_CHECKING:
     from erphub.clients.ebill import HttpEbillClient
     from erphub.files import FileStore
-    from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy, TriggerDeps
+    from erphub.flows.ebill_trigger import TriggerDeps
+    from erphub.flows.ebill_upload import DropDeps, EbillDeps, PollPolicy
     from erphub.settings import HttpSettings
     from erphub.settings.ebill import EbillPollSettings, EbillSettings
 
@@ -63,7 +64,7 @@ def _poll_policy(settings: EbillPollSettings) -> PollPolicy:
 @cache
 def _ebill_trigger_deps(settings: EbillTriggerSettings) -> TriggerDeps:
     from erphub.clients.workflows import StepFunctionsStarter  # noqa: PLC0415 - imported when built
-    from erphub.flows.ebill_upload import TriggerDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.ebill_trigger import TriggerDeps  # noqa: PLC0415 - imported when built
 
     client = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url)
     return TriggerDeps(
