@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 # What procuros_list_deps() builds, loaded at init like everything each invocation needs.
 import erphub.clients.erp
 import erphub.secrets  # noqa: F401
-from erphub.flows.procuros_send import ListRequest, list_pending
+from erphub.flows.procuros_list import ListRequest, list_pending
 from erphub.observability import logger, metrics
 from erphub.runtime.procuros import procuros_list_deps
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 # What procuros_send_deps() builds, loaded at init like everything each invocation needs.
 import erphub.clients.erp
 import erphub.secrets  # noqa: F401
-from erphub.flows.procuros_send import SendRequest, send_chunk
+from erphub.flows.procuros_send_chunk import SendRequest, send_chunk
 from erphub.observability import logger, metrics
 from erphub.runtime.procuros import procuros_send_deps
 

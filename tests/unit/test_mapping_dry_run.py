@@ -16,6 +16,7 @@ from erphub.clients.procuros import PartyIdentifier
 from erphub.dryrun import DryRunSummary
 from erphub.errors import TransientError
 from erphub.flows import procuros_send
+from erphub.flows.procuros_list import ListDeps, ListRequest, ListResult, list_pending
 from erphub.flows.procuros_schedule import start_scheduled_send
 from erphub.flows.rossum_export import FLOW, start_scheduled_exports
 from erphub.flows.rossum_finalize import FinalizeDeps, FinalizeRequest, finalize
@@ -236,9 +237,9 @@ def test_the_procuros_dry_run_reports_without_claiming_or_sending(world: World) 
     )
     before = world.ledger_items()
 
-    result = procuros_send.list_pending(
-        procuros_send.ListRequest(run_id="dry-1", dry_run=True),
-        procuros_send.ListDeps(
+    result = list_pending(
+        ListRequest(run_id="dry-1", dry_run=True),
+        ListDeps(
             erp, world.ledger, world.payloads, 900, frozenset({"INVOICE"}), error_report_after=2
         ),
     )
@@ -286,7 +287,7 @@ UNKNOWN = "4099999000018"
 
 def procuros_dry_run(
     world: World, history: FakeHistory | None, days: int = 30
-) -> tuple[procuros_send.ListResult, dict[str, dict[str, Any]]]:
+) -> tuple[ListResult, dict[str, dict[str, Any]]]:
     erp = FakeErpOutgoing()
     erp.add("A")
     erp.add("B", buyer=UNKNOWN)
@@ -299,9 +300,9 @@ def procuros_dry_run(
         built.append(history)
         return history
 
-    result = procuros_send.list_pending(
-        procuros_send.ListRequest(run_id="dry-1", dry_run=True),
-        procuros_send.ListDeps(
+    result = list_pending(
+        ListRequest(run_id="dry-1", dry_run=True),
+        ListDeps(
             erp,
             world.ledger,
             world.payloads,

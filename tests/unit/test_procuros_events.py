@@ -8,8 +8,9 @@ from pathlib import Path
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+from erphub.flows.procuros_list import ListRequest
 from erphub.flows.procuros_schedule import execution_name
-from erphub.flows.procuros_send import ListRequest, SendRequest
+from erphub.flows.procuros_send_chunk import SendRequest
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -24,8 +24,11 @@ from erphub.clients.procuros import (
     SentRecord,
 )
 from erphub.errors import BadInputError, TransientError
-from erphub.flows import procuros_send as flow
+from erphub.flows import procuros_list
+from erphub.flows.procuros_list import ListDeps, ListRequest, list_pending
 from erphub.flows.procuros_schedule import start_scheduled_send
+from erphub.flows.procuros_send import ERROR_REPORT_URL, ERROR_URL, FLOW, HISTORY_TRIM_AT, OUTCOME
+from erphub.flows.procuros_send_chunk import SendDeps, SendRequest, send_chunk
 from erphub.ledger import Ledger, Status
 from erphub.payloads import PayloadStore
 from erphub.procuros_mapping import ProcurosTransaction
@@ -220,8 +223,8 @@ class World:
         self.types = TYPES
         self.runs = 0
 
-    def send_deps(self) -> flow.SendDeps:
-        return flow.SendDeps(
+    def send_deps(self) -> SendDeps:
+        return SendDeps(
             erp=self.erp,
             procuros=self.procuros,
             ledger=self.ledger,
@@ -241,22 +244,20 @@ class World:
         """One execution, step by step, as the state machine runs it."""
         self.runs += 1
         run = run_id or f"run-{self.runs}"
-        listed = flow.list_pending(
-            flow.ListRequest(run_id=run),
-            flow.ListDeps(self.erp, self.ledger, self.payloads, lease, self.types),
+        listed = list_pending(
+            ListRequest(run_id=run),
+            ListDeps(self.erp, self.ledger, self.payloads, lease, self.types),
         )
         totals = {k: v for k, v in listed.model_dump().items() if isinstance(v, int)}
         for chunk in listed.chunks:
-            result = flow.send_chunk(
-                flow.SendRequest(run_id=run, chunk_key=chunk.key), self.send_deps()
-            )
+            result = send_chunk(SendRequest(run_id=run, chunk_key=chunk.key), self.send_deps())
             for key, value in result.model_dump().items():
                 if isinstance(value, int):
                     totals[key] = totals.get(key, 0) + value
         return totals
 
     def entry(self, doc_id: str) -> Any:
-        entry = self.ledger.get(flow.FLOW, doc_id)
+        entry = self.ledger.get(FLOW, doc_id)
         assert entry is not None
         return entry
 
@@ -293,7 +294,7 @@ def test_201_sets_transmitted_with_the_id_and_202_no_action(world: World) -> Non
     )
     entry = world.entry("OUT-2")
     assert (entry.status, entry.external_id, entry.lease_owner) == (Status.EXPORTED, "tx-2", None)
-    assert entry.attributes[flow.OUTCOME] == "NO_ACTION"
+    assert entry.attributes[OUTCOME] == "NO_ACTION"
 
 
 def test_a_refusal_leaves_the_status_empty_with_the_error_url_and_counts_the_attempt(
@@ -317,7 +318,7 @@ def test_a_refusal_leaves_the_status_empty_with_the_error_url_and_counts_the_att
     assert entry.reasons == [
         "Procuros 422: buyer: Could not resolve party using provided identifiers"
     ]
-    assert entry.attributes[flow.ERROR_URL] == error_url
+    assert entry.attributes[ERROR_URL] == error_url
 
 
 def test_only_documents_with_an_empty_status_and_a_configured_type_are_picked_up(
@@ -331,24 +332,24 @@ def test_only_documents_with_an_empty_status_and_a_configured_type_are_picked_up
     summary = world.run()
     assert (summary["listed"], summary["claimed"], summary["other_types"]) == (2, 1, 1)
     assert world.procuros.posts == ["N-OUT-1"]
-    assert world.ledger.get(flow.FLOW, "OUT-2") is None
+    assert world.ledger.get(FLOW, "OUT-2") is None
 
 
 def test_pages_of_the_erp_are_followed_and_chunked(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flow, "CHUNK_SIZE", 3)  # pages and chunks of 3 instead of 100
+    monkeypatch.setattr(procuros_list, "CHUNK_SIZE", 3)  # pages and chunks of 3 instead of 100
     for n in range(1, 9):
         world.erp.add(f"OUT-{n}")
-    listed = flow.list_pending(
-        flow.ListRequest(run_id="run-1"),
-        flow.ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
+    listed = list_pending(
+        ListRequest(run_id="run-1"),
+        ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
     )
     assert [chunk.count for chunk in listed.chunks] == [3, 3, 2]
     stored = [world.payloads.get_json(chunk.key) for chunk in listed.chunks]
     assert [doc["id"] for chunk in stored for doc in chunk] == [f"OUT-{n}" for n in range(1, 9)]
     for chunk in listed.chunks:
-        flow.send_chunk(flow.SendRequest(run_id="run-1", chunk_key=chunk.key), world.send_deps())
+        send_chunk(SendRequest(run_id="run-1", chunk_key=chunk.key), world.send_deps())
     assert len(world.procuros.stored) == 8
     assert world.run()["claimed"] == 0  # nothing is empty any more
 
@@ -379,7 +380,7 @@ def test_refused_documents_are_sent_again_each_run_and_reported_once_at_the_thre
     assert all(isinstance(v, str) for v in report.error_context.values())
     entry = world.entry("OUT-1")
     assert entry.attempts == 6
-    assert entry.attributes[flow.ERROR_REPORT_URL] == "https://portal.test/reported/1"
+    assert entry.attributes[ERROR_REPORT_URL] == "https://portal.test/reported/1"
 
 
 def test_a_document_fixed_in_the_erp_is_transmitted_and_its_error_url_cleared(
@@ -570,17 +571,17 @@ def test_procuros_down_fails_the_chunk_after_three_documents(world: World) -> No
 
 def test_overlapping_runs_claim_each_document_once(world: World) -> None:
     world.erp.add("OUT-1")
-    first = flow.list_pending(
-        flow.ListRequest(run_id="run-a"),
-        flow.ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
+    first = list_pending(
+        ListRequest(run_id="run-a"),
+        ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
     )
-    second = flow.list_pending(
-        flow.ListRequest(run_id="run-b"),
-        flow.ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
+    second = list_pending(
+        ListRequest(run_id="run-b"),
+        ListDeps(world.erp, world.ledger, world.payloads, 900, TYPES),
     )
     assert (first.claimed, second.claimed, second.leased_elsewhere) == (1, 0, 1)
-    result = flow.send_chunk(
-        flow.SendRequest(run_id="run-a", chunk_key=first.chunks[0].key), world.send_deps()
+    result = send_chunk(
+        SendRequest(run_id="run-a", chunk_key=first.chunks[0].key), world.send_deps()
     )
     assert result.transmitted == 1
 
@@ -610,21 +611,19 @@ def test_the_history_of_a_document_refused_on_every_run_stays_bounded(world: Wor
         world.run()
     entry = world.entry("OUT-1")
     assert entry.attempts == 16
-    assert len(entry.history) < flow.HISTORY_TRIM_AT
+    assert len(entry.history) < HISTORY_TRIM_AT
     assert entry.history[-1].status == Status.AWAITING_CORRECTION.value
 
 
 def test_trimming_the_history_keeps_the_last_events_and_needs_the_lease(world: World) -> None:
     ledger = world.ledger
-    entry = ledger.claim(flow.FLOW, "OUT-1", owner="run-a", lease_seconds=900)
+    entry = ledger.claim(FLOW, "OUT-1", owner="run-a", lease_seconds=900)
     assert entry is not None
     for n in range(5):
-        entry = ledger.record(
-            flow.FLOW, "OUT-1", owner="run-a", status=Status.PUSHING, detail=str(n)
-        )
+        entry = ledger.record(FLOW, "OUT-1", owner="run-a", status=Status.PUSHING, detail=str(n))
     assert len(entry.history) == 6
     stale = entry
-    entry = ledger.record(flow.FLOW, "OUT-1", owner="run-a", status=Status.PUSHED, detail="5")
+    entry = ledger.record(FLOW, "OUT-1", owner="run-a", status=Status.PUSHED, detail="5")
     assert ledger.trim_history(stale, owner="run-a", keep=2) is False  # changed since read
     assert ledger.trim_history(entry, owner="run-b", keep=2) is False  # not its lease
     assert ledger.trim_history(entry, owner="run-a", keep=2) is True

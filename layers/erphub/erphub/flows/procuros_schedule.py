@@ -1,7 +1,7 @@
 """ERP -> Procuros, the schedule: one send execution per EventBridge tick.
 
-Apart from :mod:`erphub.flows.procuros_send` so that the schedule function loads neither the
-Procuros client nor the mapping.
+Apart from the steps (:mod:`erphub.flows.procuros_list`, :mod:`erphub.flows.procuros_send_chunk`)
+so that the schedule function loads neither the Procuros client nor the mapping.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from erphub.settings.procuros import (
 if TYPE_CHECKING:
     from erphub.clients.procuros import HttpProcurosClient
     from erphub.clients.workflows import StepFunctionsStarter
-    from erphub.flows.procuros_send import ListDeps, SendDeps
+    from erphub.flows.procuros_list import ListDeps
+    from erphub.flows.procuros_send_chunk import SendDeps
     from erphub.settings import HttpSettings
     from erphub.settings.procuros import ProcurosSettings
 
@@ -42,7 +43,7 @@ def _procuros_history(settings: ProcurosListSettings) -> HttpProcurosClient:
 
 @cache
 def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
-    from erphub.flows.procuros_send import ListDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.procuros_list import ListDeps  # noqa: PLC0415 - imported when built
     from erphub.procuros_mapping import load_mapping as procuros_mapping  # noqa: PLC0415 - imported when built
 
     return ListDeps(
@@ -60,7 +61,8 @@ def _procuros_list_deps(settings: ProcurosListSettings) -> ListDeps:
 
 @cache
 def _procuros_send_deps(settings: ProcurosSendSettings) -> SendDeps:
-    from erphub.flows.procuros_send import SEND_ATTEMPTS, SendDeps  # noqa: PLC0415 - imported when built
+    from erphub.flows.procuros_send import SEND_ATTEMPTS  # noqa: PLC0415 - imported when built
+    from erphub.flows.procuros_send_chunk import SendDeps  # noqa: PLC0415 - imported when built
     from erphub.procuros_mapping import load_mapping as procuros_mapping  # noqa: PLC0415 - imported when built
 
     return SendDeps(
