@@ -25,6 +25,7 @@ PARAMETERS = {
     "ROSSUM_BASE_URL": "RossumBaseUrl",
     "ROSSUM_QUEUE_IDS": "RossumQueueIds",
     "ERP_BASE_URL": "ErpBaseUrl",
+    "ERP_CONCURRENCY": "ErpConcurrency",
     "ERPHUB_LEASE_SECONDS": "LeaseSeconds",
     "ERPHUB_REJECT_POLICY": "RejectPolicy",
     "ERPHUB_REJECT_ATTEMPTS": "RejectAttempts",

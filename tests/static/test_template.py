@@ -21,6 +21,8 @@ from statelint.config import Config
 from statelint.linter import Linter
 from statelint.problem import ProblemType
 
+from erphub_local import config as local_config
+
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 ASL_FILES = sorted((REPO / "statemachines").glob("*.asl.json"))
@@ -231,6 +233,23 @@ def test_every_function_runs_python_3_13_on_arm64(cfn: dict[str, Any]) -> None:
     for name, function in functions.items():
         props = function["Properties"]
         assert (props["Runtime"], props["Architectures"]) == ("python3.13", ["arm64"]), name
+
+
+def test_every_local_variable_sets_a_template_parameter() -> None:
+    parameters = raw_template()["Parameters"]
+    unknown = {v: p for v, p in local_config.PARAMETERS.items() if p not in parameters}
+    assert not unknown, f"local variables that name no template parameter: {unknown}"
+
+
+def test_the_erp_concurrency_reaches_the_push_step() -> None:
+    push = raw_template()["Resources"]["RossumPushFunction"]["Properties"]
+    assert push["Environment"]["Variables"]["ERP_CONCURRENCY"] == {"Ref": "ErpConcurrency"}
+    assert (
+        local_config.load({"ERP_CONCURRENCY": "3"}, env_file=Path("/nonexistent")).parameters[
+            "ErpConcurrency"
+        ]
+        == "3"
+    )
 
 
 def test_the_scheduled_resources_have_a_schedule(cfn: dict[str, Any]) -> None:
